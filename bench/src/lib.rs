@@ -1,0 +1,6 @@
+//! AIMux benchmarks: open-loop (coordinated-omission corrected) and closed-loop load
+//! generation with HDR histograms, comparing the direct path, the dev-mode gateway, the
+//! sidecar → QUIC → gateway path and baselines, on loopback and over an emulated WAN link.
+//!
+//! Results and the commands that produce them live in `bench/RESULTS.md`.
+#![forbid(unsafe_code)]

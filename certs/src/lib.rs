@@ -1,0 +1,2 @@
+//! AIMux certificates (being written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,4 @@
+//! One module per subcommand: argument types (clap) and the code that runs them.
+
+pub(crate) mod certs;
+pub(crate) mod check;

@@ -1,0 +1,45 @@
+//! `aimux`: the one binary of the mesh. Subcommands bootstrap certificates, validate mesh
+//! files and (in later milestones) run the gateway and sidecars.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod mesh;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// AIMux: a service mesh for AI agents.
+///
+/// Agents talk to their local sidecar as if it were the service itself; the sidecar proves
+/// the agent's identity with mutual TLS and carries each request over one QUIC connection to
+/// the gateway, which routes on the request's intent and enforces access rules.
+#[derive(Debug, Parser)]
+#[command(name = "aimux", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the mesh CA, issue agent and gateway certificates, revoke and list them.
+    Certs(cli::certs::CertsArgs),
+    /// Validate a mesh file and print every mistake with its line, column and a hint.
+    Check(cli::check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Certs(args) => cli::certs::run(args),
+        Command::Check(args) => cli::check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

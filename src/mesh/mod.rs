@@ -1,0 +1,1 @@
+//! The mesh file (`mesh.toml`): schema, parsing with source spans, validation.

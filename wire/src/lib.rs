@@ -1,0 +1,2 @@
+//! The AIMux wire envelope (being written).
+#![forbid(unsafe_code)]
