@@ -15,7 +15,12 @@ use clap::{Parser, Subcommand};
 /// the agent's identity with mutual TLS and carries each request over one QUIC connection to
 /// the gateway, which routes on the request's intent and enforces access rules.
 #[derive(Debug, Parser)]
-#[command(name = "aimux", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "aimux",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

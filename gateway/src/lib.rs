@@ -8,3 +8,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for where it sits in the data path.
 #![forbid(unsafe_code)]
+
+pub mod intent_pattern;
+
+pub use intent_pattern::{Glob, IntentPattern, IntentPatternError};

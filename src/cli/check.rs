@@ -1,9 +1,27 @@
-//! `aimux check`: placeholder, being written.
+//! `aimux check`: validate a mesh file and print every mistake.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct CheckArgs {}
+use crate::mesh;
 
-pub(crate) fn run(_args: CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet")
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckArgs {
+    /// Mesh file to check [default: ./mesh.toml, else the embedded default]
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (origin, source) = mesh::locate(args.config.as_deref())?;
+    match mesh::parse(origin.clone(), source) {
+        Ok(mesh) => {
+            println!("{origin}: valid\n{mesh}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

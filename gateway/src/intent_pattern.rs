@@ -1,0 +1,204 @@
+//! Patterns over intent hints, as written in routes and access rules of the mesh file:
+//! `"mcp tools/call search_*"`, `"openai chat gpt-4o*"`, `"a2a"`, `"*"`.
+//!
+//! An intent hint has three parts: protocol, operation, target. A pattern names the
+//! protocol (or `*`) and optionally globs for the operation and the target; parts left out
+//! match anything. Globs know two wildcards: `*` (any run of characters, including none)
+//! and `?` (exactly one character).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Protocol names a pattern may use; `*` matches every protocol.
+pub const PROTOCOLS: &[&str] = &["mcp", "a2a", "openai", "http", "tcp", "unknown"];
+
+/// A parsed intent pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentPattern {
+    /// `None` matches every protocol.
+    protocol: Option<String>,
+    operation: Glob,
+    target: Glob,
+    source: String,
+}
+
+/// Why a pattern was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntentPatternError {
+    #[error("empty intent pattern")]
+    Empty,
+    #[error("unknown protocol `{0}` (expected one of: {list}, or `*`)", list = PROTOCOLS.join(", "))]
+    UnknownProtocol(String),
+    #[error("intent pattern has {0} words; write `<protocol> [<operation> [<target>]]`")]
+    TooManyWords(usize),
+}
+
+impl IntentPattern {
+    /// Does the hint `(protocol, operation, target)` match? Absent parts of the hint
+    /// match only a pattern that leaves that part open (`*`).
+    pub fn matches(&self, protocol: &str, operation: Option<&str>, target: Option<&str>) -> bool {
+        self.protocol.as_deref().is_none_or(|p| p == protocol)
+            && self.operation.matches_opt(operation)
+            && self.target.matches_opt(target)
+    }
+}
+
+impl FromStr for IntentPattern {
+    type Err = IntentPatternError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let (protocol, operation, target) = match words.as_slice() {
+            [] => return Err(IntentPatternError::Empty),
+            [p] => (*p, "*", "*"),
+            [p, o] => (*p, *o, "*"),
+            [p, o, t] => (*p, *o, *t),
+            more => return Err(IntentPatternError::TooManyWords(more.len())),
+        };
+        let protocol = match protocol {
+            "*" => None,
+            p if PROTOCOLS.contains(&p) => Some(p.to_owned()),
+            p => return Err(IntentPatternError::UnknownProtocol(p.to_owned())),
+        };
+        Ok(Self {
+            protocol,
+            operation: Glob::new(operation),
+            target: Glob::new(target),
+            source: words.join(" "),
+        })
+    }
+}
+
+impl fmt::Display for IntentPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// A glob with `*` and `?` wildcards, matched without recursion or allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        Self(pattern.to_owned())
+    }
+
+    /// `*` also matches an absent value; any other pattern needs a value.
+    fn matches_opt(&self, value: Option<&str>) -> bool {
+        match value {
+            Some(v) => self.matches(v),
+            None => self.0 == "*",
+        }
+    }
+
+    /// Linear-time wildcard matching with single-star backtracking: a `*` remembers where
+    /// it stood, and a later mismatch retries from one character further. Worst case is
+    /// O(pattern × value), with no recursion, so a hostile value cannot blow the stack.
+    pub fn matches(&self, value: &str) -> bool {
+        let pattern: Vec<char> = self.0.chars().collect();
+        let value: Vec<char> = value.chars().collect();
+        let (mut p, mut v) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while v < value.len() {
+            match pattern.get(p) {
+                Some('*') => {
+                    star = Some((p, v));
+                    p += 1;
+                }
+                Some(c) if *c == '?' || *c == value[v] => {
+                    p += 1;
+                    v += 1;
+                }
+                _ => match star {
+                    Some((sp, sv)) => {
+                        p = sp + 1;
+                        v = sv + 1;
+                        star = Some((sp, sv + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pat(s: &str) -> IntentPattern {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn globs_match_like_shells() {
+        let cases = [
+            ("*", "", true),
+            ("*", "anything", true),
+            ("search_*", "search_web", true),
+            ("search_*", "web_search", false),
+            ("*_web", "search_web", true),
+            ("gpt-4o*", "gpt-4o-mini", true),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ];
+        for (glob, value, expected) in cases {
+            assert_eq!(
+                Glob::new(glob).matches(value),
+                expected,
+                "{glob} vs {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn patterns_match_protocol_operation_and_target() {
+        assert!(pat("mcp tools/call search_*").matches(
+            "mcp",
+            Some("tools/call"),
+            Some("search_web")
+        ));
+        assert!(!pat("mcp tools/call search_*").matches("mcp", Some("tools/list"), None));
+        assert!(!pat("mcp tools/call search_*").matches(
+            "a2a",
+            Some("tools/call"),
+            Some("search_web")
+        ));
+        assert!(pat("mcp").matches("mcp", None, None));
+        assert!(pat("* tools/*").matches("mcp", Some("tools/list"), None));
+        assert!(!pat("mcp tools/call x").matches("mcp", Some("tools/call"), None));
+    }
+
+    #[test]
+    fn rejects_unknown_protocols_and_extra_words() {
+        assert_eq!("".parse::<IntentPattern>(), Err(IntentPatternError::Empty));
+        assert_eq!(
+            "grpc x".parse::<IntentPattern>(),
+            Err(IntentPatternError::UnknownProtocol("grpc".into()))
+        );
+        assert_eq!(
+            "mcp a b c".parse::<IntentPattern>(),
+            Err(IntentPatternError::TooManyWords(4))
+        );
+    }
+
+    #[test]
+    fn hostile_globs_finish_quickly() {
+        let glob = Glob::new(&"*a".repeat(50));
+        assert!(!glob.matches(&"a".repeat(49)));
+        assert!(glob.matches(&"a".repeat(5000)));
+    }
+}

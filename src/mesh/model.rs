@@ -1,0 +1,127 @@
+//! The validated mesh: what the gateway and sidecars are built from. Every address is
+//! parsed, every name resolves, every path is absolute (relative paths in the file are
+//! relative to the file's own directory).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use aimux_gateway::IntentPattern;
+
+/// A whole mesh file, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Mesh {
+    pub(crate) trust_domain: String,
+    /// Where the CA, CRL and every certificate live (`aimux certs --dir`).
+    pub(crate) certs_dir: PathBuf,
+    /// Create a development CA and missing certificates on `aimux up`.
+    pub(crate) bootstrap_certs: bool,
+    pub(crate) gateway: Gateway,
+    pub(crate) agents: Vec<Agent>,
+    pub(crate) services: Vec<Service>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) access: Vec<AccessRule>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Gateway {
+    pub(crate) name: String,
+    /// UDP address the QUIC listener binds.
+    pub(crate) quic: SocketAddr,
+    /// Address sidecars dial (differs from `quic` when that is a wildcard address).
+    pub(crate) connect: SocketAddr,
+    /// TLS server name sidecars send (SNI); the certificate must carry it.
+    pub(crate) server_name: String,
+    /// Plain-HTTP listener with claimed identities; for experiments, never production.
+    pub(crate) dev_http: Option<SocketAddr>,
+    pub(crate) admin: Option<SocketAddr>,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) max_streams_per_connection: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Agent {
+    pub(crate) name: String,
+    pub(crate) listeners: Vec<Listener>,
+    /// Generic listener for proxy-style (`HTTP_PROXY`) and Host-addressed requests.
+    pub(crate) proxy: Option<SocketAddr>,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+/// A loopback listener of a sidecar that stands in for one service.
+#[derive(Debug, Clone)]
+pub(crate) struct Listener {
+    pub(crate) listen: SocketAddr,
+    pub(crate) service: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) upstreams: Vec<Upstream>,
+    pub(crate) protocol: UpstreamProtocol,
+}
+
+/// Where a service's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Upstream {
+    /// An `http://` or `https://` base URL.
+    Url(String),
+    /// A demo service the `aimux` binary serves itself (`builtin:echo`, `builtin:mcp-tools`).
+    Builtin(Builtin),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Echo,
+    McpTools,
+}
+
+impl Builtin {
+    pub(crate) const ALL: [(&'static str, Builtin); 2] =
+        [("echo", Builtin::Echo), ("mcp-tools", Builtin::McpTools)];
+}
+
+/// How the gateway speaks to a service's upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamProtocol {
+    Http1,
+    Http2,
+    Http3,
+}
+
+impl UpstreamProtocol {
+    pub(crate) const ALL: [(&'static str, UpstreamProtocol); 3] = [
+        ("http1", UpstreamProtocol::Http1),
+        ("http2", UpstreamProtocol::Http2),
+        ("http3", UpstreamProtocol::Http3),
+    ];
+}
+
+/// Sends requests that match to another service than the one the agent addressed.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) name: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) intent: Option<IntentPattern>,
+    pub(crate) path: Option<aimux_gateway::Glob>,
+    pub(crate) to: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AccessRule {
+    /// Agent names; `None` means every agent (`"*"`).
+    pub(crate) from: Option<Vec<String>>,
+    /// Service names; `None` means every service (`"*"`).
+    pub(crate) to: Option<Vec<String>>,
+    /// Empty means every intent.
+    pub(crate) intents: Vec<IntentPattern>,
+    pub(crate) action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Allow,
+    Deny,
+}

@@ -1,0 +1,89 @@
+//! The mesh file exactly as written: serde structs that mirror the TOML, with source spans
+//! kept on every value a later check may need to point at. Nothing here is validated beyond
+//! its TOML type; `validate.rs` turns these into the typed model.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[mesh]`: facts about the whole mesh.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMesh {
+    pub(crate) trust_domain: Spanned<String>,
+    pub(crate) certs: Option<Spanned<String>>,
+    pub(crate) bootstrap_certs: Option<bool>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) quic: Spanned<String>,
+    pub(crate) connect: Option<Spanned<String>>,
+    pub(crate) server_name: Option<Spanned<String>>,
+    pub(crate) dev_http: Option<Spanned<String>>,
+    pub(crate) admin: Option<Spanned<String>>,
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) max_streams_per_connection: Option<Spanned<i64>>,
+}
+
+/// One `[[agent]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAgent {
+    pub(crate) name: Spanned<String>,
+    #[serde(default)]
+    pub(crate) listeners: Vec<Spanned<RawListener>>,
+    pub(crate) proxy: Option<Spanned<String>>,
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
+}
+
+/// `{ listen = "127.0.0.1:15001", service = "echo" }` inside an agent's `listeners`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) listen: Spanned<String>,
+    pub(crate) service: Spanned<String>,
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub(crate) name: Spanned<String>,
+    pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
+    pub(crate) protocol: Option<Spanned<String>>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) name: Option<Spanned<String>>,
+    #[serde(rename = "match")]
+    pub(crate) matches: Spanned<RawRouteMatch>,
+    pub(crate) to: Spanned<String>,
+}
+
+/// The `match = { ... }` of a route; every key present must match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteMatch {
+    pub(crate) service: Option<Spanned<String>>,
+    pub(crate) intent: Option<Spanned<String>>,
+    pub(crate) path: Option<Spanned<String>>,
+}
+
+/// One `[[access]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    pub(crate) from: Spanned<Vec<Spanned<String>>>,
+    pub(crate) to: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) intents: Vec<Spanned<String>>,
+    pub(crate) action: Option<Spanned<String>>,
+}

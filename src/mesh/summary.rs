@@ -1,0 +1,135 @@
+//! A human-readable account of a validated mesh: what `aimux check` prints, so the reader
+//! sees how the file was understood (defaults filled in, paths resolved).
+
+use std::fmt;
+
+use super::model::*;
+
+impl fmt::Display for Mesh {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let certs = if self.bootstrap_certs {
+            " (created on first `aimux up`)"
+        } else {
+            ""
+        };
+        writeln!(f, "trust domain  {}", self.trust_domain)?;
+        writeln!(f, "certificates  {}{certs}", self.certs_dir.display())?;
+        let g = &self.gateway;
+        writeln!(
+            f,
+            "gateway       {} on {} (QUIC; sidecars dial {} as {}, ≤{} streams per connection)",
+            g.name, g.quic, g.connect, g.server_name, g.max_streams_per_connection
+        )?;
+        if let Some(addr) = g.dev_http {
+            writeln!(
+                f,
+                "              dev-mode HTTP on {addr} (claimed identities: not for production)"
+            )?;
+        }
+        if let Some(addr) = g.admin {
+            writeln!(f, "              admin on {addr}")?;
+        }
+        writeln!(
+            f,
+            "              certificate {} (key {})",
+            g.cert.display(),
+            g.key.display()
+        )?;
+        for a in &self.agents {
+            writeln!(
+                f,
+                "agent         {} (certificate {}, key {})",
+                a.name,
+                a.cert.display(),
+                a.key.display()
+            )?;
+            for l in &a.listeners {
+                writeln!(f, "              {} → {}", l.listen, l.service)?;
+            }
+            if let Some(proxy) = a.proxy {
+                writeln!(
+                    f,
+                    "              {proxy} → any service (proxy-style or Host-addressed)"
+                )?;
+            }
+        }
+        for s in &self.services {
+            let ups: Vec<String> = s.upstreams.iter().map(ToString::to_string).collect();
+            writeln!(
+                f,
+                "service       {} → {} over {}",
+                s.name,
+                ups.join(", "),
+                s.protocol
+            )?;
+        }
+        for r in &self.routes {
+            let mut conditions = Vec::new();
+            if let Some(s) = &r.service {
+                conditions.push(format!("service {s}"));
+            }
+            if let Some(i) = &r.intent {
+                conditions.push(format!("intent \"{i}\""));
+            }
+            if let Some(p) = &r.path {
+                conditions.push(format!("path {p}"));
+            }
+            let name = r
+                .name
+                .as_deref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "route         {name}{} → {}",
+                conditions.join(" and "),
+                r.to
+            )?;
+        }
+        for rule in &self.access {
+            let list = |names: &Option<Vec<String>>| match names {
+                None => "*".to_owned(),
+                Some(n) => n.join(", "),
+            };
+            let intents = if rule.intents.is_empty() {
+                String::new()
+            } else {
+                let i: Vec<String> = rule.intents.iter().map(|i| format!("\"{i}\"")).collect();
+                format!(" for {}", i.join(", "))
+            };
+            writeln!(
+                f,
+                "access        {:?} {} → {}{intents}",
+                rule.action,
+                list(&rule.from),
+                list(&rule.to)
+            )?;
+        }
+        write!(f, "access        anything else is denied")
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Url(url) => f.write_str(url),
+            Upstream::Builtin(b) => {
+                let name = Builtin::ALL
+                    .iter()
+                    .find(|(_, x)| x == b)
+                    .map_or("?", |(n, _)| n);
+                write!(f, "builtin:{name}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for UpstreamProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = UpstreamProtocol::ALL
+            .iter()
+            .find(|(_, p)| p == self)
+            .map_or("?", |(n, _)| n);
+        f.write_str(name)
+    }
+}
