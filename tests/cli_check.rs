@@ -1,4 +1,6 @@
 //! `aimux check` as a user runs it: the real binary, real files.
+// Test helpers outside `#[test]` functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

@@ -53,6 +53,7 @@
     )
 )]
 
+pub mod codes;
 mod error;
 mod field;
 mod frame;
