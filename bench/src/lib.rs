@@ -4,3 +4,8 @@
 //!
 //! Results and the commands that produce them live in `bench/RESULTS.md`.
 #![forbid(unsafe_code)]
+
+pub mod load;
+pub mod plot;
+pub mod progress;
+pub mod report;

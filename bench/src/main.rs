@@ -1,0 +1,157 @@
+//! `aimux-bench`: measure latency and throughput with HDR histograms.
+//!
+//! `aimux-bench load --target direct=http://127.0.0.1:9000/ --target mesh=http://127.0.0.1:15001/`
+//! runs the same load against each target in turn and reports them side by side.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimux_bench::load::{self, HttpVersion, LoadConfig, Mode, Progress};
+use aimux_bench::{plot, progress, report};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "aimux-bench", version, max_term_width = 100)]
+/// AIMux benchmarks: HDR-histogram latency of HTTP targets, side by side.
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the same load against one or more running targets, one after the other.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// A target as NAME=URL (repeatable); the first is the baseline of the ratio column
+    #[arg(long = "target", value_name = "NAME=URL", required = true)]
+    targets: Vec<String>,
+    /// Open-loop request rate per second (corrected for coordinated omission)
+    #[arg(long, default_value_t = 1000.0, conflicts_with = "closed")]
+    rate: f64,
+    /// Closed loop: every connection sends back to back (maximum throughput)
+    #[arg(long)]
+    closed: bool,
+    /// Connections (each on its own thread)
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Measured seconds per target
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured warm-up seconds per target
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Request body size in bytes (0 sends GET)
+    #[arg(long, default_value_t = 1024)]
+    body_size: usize,
+    /// HTTP version
+    #[arg(long, value_enum, default_value_t = Http::H1)]
+    http: Http,
+    /// Extra request header NAME:VALUE (repeatable)
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
+    /// Directory for summary.json, NAME.hgrm and latency.svg
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Http {
+    H1,
+    H2,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Load(args) => load_command(args),
+    }
+}
+
+fn load_command(args: LoadArgs) -> anyhow::Result<()> {
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect::<Option<Vec<_>>>()
+        .context("--header takes NAME:VALUE")?;
+    let mut results = Vec::new();
+    for target in &args.targets {
+        let (name, url) = target.split_once('=').context("--target takes NAME=URL")?;
+        let config = LoadConfig {
+            url: url.parse().with_context(|| format!("bad URL {url}"))?,
+            mode: if args.closed {
+                Mode::Closed
+            } else {
+                Mode::Open { rate: args.rate }
+            },
+            connections: args.connections,
+            duration: Duration::from_secs_f64(args.duration),
+            warmup: Duration::from_secs_f64(args.warmup),
+            body_size: args.body_size,
+            http: match args.http {
+                Http::H1 => HttpVersion::Http1,
+                Http::H2 => HttpVersion::Http2,
+            },
+            timeout: Duration::from_secs(10),
+            headers: headers.clone(),
+        };
+        let counters = Arc::new(Progress::default());
+        let total = config.duration + config.warmup;
+        let result = progress::with_bar(name, total, &counters, || load::run(&config, &counters))
+            .with_context(|| format!("load against {name} ({url})"))?;
+        results.push((name.to_owned(), result));
+    }
+    let summaries: Vec<report::Summary> = results
+        .iter()
+        .map(|(n, r)| report::Summary::new(n, r))
+        .collect();
+    print!("{}", report::table(&summaries));
+    for s in summaries.iter().filter(|s| s.errors > 0) {
+        eprintln!(
+            "{}: {} errors, e.g. {:?}",
+            s.scenario, s.errors, s.error_samples
+        );
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(
+            dir.join("summary.json"),
+            serde_json::to_string_pretty(&summaries)?,
+        )?;
+        for (name, result) in &results {
+            std::fs::write(
+                dir.join(format!("{name}.hgrm")),
+                report::hgrm(&result.corrected),
+            )?;
+        }
+        let series: Vec<(String, &hdrhistogram::Histogram<u64>)> = results
+            .iter()
+            .map(|(n, r)| (n.clone(), &r.corrected))
+            .collect();
+        let mode = if args.closed {
+            "closed loop".to_owned()
+        } else {
+            format!("{} req/s", args.rate)
+        };
+        let title = format!(
+            "latency by percentile ({mode}, {} B bodies)",
+            args.body_size
+        );
+        plot::latency_by_percentile(&dir.join("latency.svg"), &title, &series)
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "wrote {}/{{summary.json,*.hgrm,latency.svg}}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
