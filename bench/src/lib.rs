@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod load;
+pub mod netem;
 pub mod plot;
 pub mod progress;
 pub mod report;
