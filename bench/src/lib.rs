@@ -5,8 +5,10 @@
 //! Results and the commands that produce them live in `bench/RESULTS.md`.
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod load;
 pub mod netem;
 pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod scenario;

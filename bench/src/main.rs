@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimux_bench::load::{self, HttpVersion, LoadConfig, Mode, Progress};
-use aimux_bench::{plot, progress, report};
+use aimux_bench::scenario::{Bench, Scenario, ScenarioError, upstream::Upstream};
+use aimux_bench::{compare, plot, progress, report};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -25,6 +26,43 @@ struct Cli {
 enum Command {
     /// Run the same load against one or more running targets, one after the other.
     Load(LoadArgs),
+    /// Start each scenario's proxies (direct, gateway dev mode, sidecar → QUIC → gateway,
+    /// nginx) against one upstream and measure them side by side, repeatedly.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Scenarios, in order; the first is the baseline
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Scenario::ALL)]
+    scenarios: Vec<Scenario>,
+    /// Skip scenarios whose prerequisites are missing (e.g. nginx) instead of failing
+    #[arg(long)]
+    skip_missing: bool,
+    /// Repetitions of every scenario (reported as median, min and max)
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Open-loop request rate per second
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Connections
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Measured seconds per run
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured warm-up seconds per run
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Request body size in bytes
+    #[arg(long, default_value_t = 1024)]
+    body_size: usize,
+    /// The aimux binary [default: `aimux` next to this binary]
+    #[arg(long, value_name = "PATH")]
+    aimux: Option<PathBuf>,
+    /// Directory for results.md, summary.json, .hgrm files and latency.svg
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,6 +108,7 @@ enum Http {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Load(args) => load_command(args),
+        Command::Run(args) => run_command(args),
     }
 }
 
@@ -154,4 +193,94 @@ fn load_command(args: LoadArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<()> {
+    let aimux = match args.aimux {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("aimux"),
+    };
+    let scratch = tempfile_dir()?;
+    let bench = Bench {
+        aimux,
+        scratch: scratch.clone(),
+        upstream: Upstream::start().context("starting the upstream")?,
+        load: LoadConfig {
+            url: "http://127.0.0.1:1/".parse()?,
+            mode: Mode::Open { rate: args.rate },
+            connections: args.connections,
+            duration: Duration::from_secs_f64(args.duration),
+            warmup: Duration::from_secs_f64(args.warmup),
+            body_size: args.body_size,
+            http: HttpVersion::Http1,
+            timeout: Duration::from_secs(10),
+            headers: Vec::new(),
+        },
+    };
+    let mut runs: Vec<(Scenario, Vec<aimux_bench::scenario::Measured>)> =
+        args.scenarios.iter().map(|s| (*s, Vec::new())).collect();
+    // Interleave the repetitions so slow drift of the machine hits every scenario alike.
+    for round in 1..=args.repeat {
+        for (scenario, measured) in &mut runs {
+            let counters = Arc::new(Progress::default());
+            let label = format!("{} #{round}", scenario.name());
+            let total = bench.load.duration + bench.load.warmup;
+            match progress::with_bar(&label, total, &counters, || {
+                bench.measure(*scenario, &counters)
+            }) {
+                Ok(m) => measured.push(m),
+                Err(ScenarioError::Missing(why)) if args.skip_missing => {
+                    eprintln!("skipping {}: {why}", scenario.name());
+                }
+                Err(e) => return Err(e).with_context(|| format!("scenario {}", scenario.name())),
+            }
+        }
+    }
+    runs.retain(|(_, m)| !m.is_empty());
+    let summaries: Vec<compare::ScenarioSummary> = runs
+        .iter()
+        .map(|(s, m)| compare::summarise(s.name(), m))
+        .collect();
+    let table = compare::markdown(&summaries);
+    print!("{table}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("results.md"), &table)?;
+        std::fs::write(
+            dir.join("summary.json"),
+            serde_json::to_string_pretty(&summaries)?,
+        )?;
+        let mut series = Vec::new();
+        for (scenario, measured) in &runs {
+            // The plot shows the run with the median p99 of each scenario.
+            let mut sorted: Vec<&aimux_bench::scenario::Measured> = measured.iter().collect();
+            sorted.sort_by_key(|m| m.result.corrected.value_at_percentile(99.0));
+            if let Some(m) = sorted.get(sorted.len() / 2) {
+                std::fs::write(
+                    dir.join(format!("{}.hgrm", scenario.name())),
+                    report::hgrm(&m.result.corrected),
+                )?;
+                series.push((scenario.name().to_owned(), &m.result.corrected));
+            }
+        }
+        let title = format!(
+            "latency by percentile ({} req/s, {} B bodies)",
+            args.rate, args.body_size
+        );
+        plot::latency_by_percentile(&dir.join("latency.svg"), &title, &series)
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "wrote {}/{{results.md,summary.json,*.hgrm,latency.svg}}",
+            dir.display()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
+
+/// A scratch directory for certificates, mesh files and logs of one run.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("aimux-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

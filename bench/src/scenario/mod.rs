@@ -1,0 +1,228 @@
+//! Scenarios side by side against the same upstream: the direct path, the gateway in dev
+//! mode, the sidecar → QUIC → gateway production path, and nginx as a plain reverse proxy.
+//! Each runs as real processes; the load generator measures latency, and /proc gives the
+//! CPU time and peak memory of each proxy process over the measured window.
+
+pub mod procstat;
+mod setup;
+pub mod upstream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::load::{self, LoadConfig, LoadResult, Mode, Progress};
+pub use setup::Proxies;
+use setup::{mesh_files, nginx, spawn, wait_listening};
+
+/// The paths a request can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+pub enum Scenario {
+    /// Load generator → upstream.
+    Direct,
+    /// → gateway dev-mode HTTP listener → upstream.
+    Dev,
+    /// → sidecar → mutual-TLS QUIC → gateway → upstream (the production path).
+    Quic,
+    /// → nginx reverse proxy → upstream (baseline; needs nginx installed).
+    Nginx,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Direct,
+        Scenario::Dev,
+        Scenario::Quic,
+        Scenario::Nginx,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Direct => "direct",
+            Scenario::Dev => "gateway-dev",
+            Scenario::Quic => "sidecar-quic-gateway",
+            Scenario::Nginx => "nginx",
+        }
+    }
+}
+
+/// Why a scenario could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("setting up the scenario failed: {0}")]
+    Setup(String),
+    #[error("{0}")]
+    Missing(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
+}
+
+/// Shared for all scenarios of one run.
+#[derive(Debug)]
+pub struct Bench {
+    /// The `aimux` binary (release build for real numbers).
+    pub aimux: PathBuf,
+    pub scratch: PathBuf,
+    pub upstream: upstream::Upstream,
+    /// The load of every scenario; `url` and `headers` are filled in per scenario.
+    pub load: LoadConfig,
+}
+
+/// CPU and memory of one proxy process over the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyUsage {
+    pub role: String,
+    pub cpu_us_per_request: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// One measured run of one scenario.
+#[derive(Debug)]
+pub struct Measured {
+    pub scenario: Scenario,
+    pub result: LoadResult,
+    pub proxies: Vec<ProxyUsage>,
+}
+
+impl Bench {
+    /// Brings up the proxies of `scenario`.
+    pub fn start(&self, scenario: Scenario) -> Result<Proxies, ScenarioError> {
+        let aimux = &self.aimux;
+        let upstream = self.upstream.addr;
+        match scenario {
+            Scenario::Direct => Ok(Proxies {
+                url: format!("http://{upstream}/"),
+                headers: Vec::new(),
+                processes: Vec::new(),
+            }),
+            Scenario::Nginx => nginx(&self.scratch, upstream),
+            Scenario::Dev | Scenario::Quic => {
+                let files = mesh_files(aimux, &self.scratch, upstream, "quic")?;
+                let config = files.config.to_string_lossy().into_owned();
+                let log = |n: &str| self.scratch.join(format!("{}-{n}.log", scenario.name()));
+                let gateway = spawn(aimux, &["gateway", "--config", &config], &log("gateway"))?;
+                let mut proxies = Proxies {
+                    url: String::new(),
+                    headers: Vec::new(),
+                    processes: vec![("gateway".into(), gateway)],
+                };
+                wait_listening(files.dev_http, "the gateway")?;
+                if scenario == Scenario::Dev {
+                    proxies.url = format!("http://{}/", files.dev_http);
+                    proxies.headers = vec![
+                        ("host".into(), "upstream".into()),
+                        ("x-aimux-identity".into(), "bench".into()),
+                    ];
+                } else {
+                    let sidecar = spawn(
+                        aimux,
+                        &["sidecar", "--config", &config, "--agent", "bench"],
+                        &log("sidecar"),
+                    )?;
+                    proxies.processes.push(("sidecar".into(), sidecar));
+                    wait_listening(files.listener, "the sidecar")?;
+                    proxies.url = format!("http://{}/", files.listener);
+                }
+                Ok(proxies)
+            }
+        }
+    }
+
+    /// Warms up, then measures `scenario` once.
+    pub fn measure(
+        &self,
+        scenario: Scenario,
+        progress: &Arc<Progress>,
+    ) -> Result<Measured, ScenarioError> {
+        let proxies = self.start(scenario)?;
+        let mut config = self.load.clone();
+        config.url = proxies
+            .url
+            .parse()
+            .map_err(|e| ScenarioError::Setup(format!("bad URL {}: {e}", proxies.url)))?;
+        config.headers.extend(proxies.headers.iter().cloned());
+        wait_until_serving(&config)?;
+        let warmup = LoadConfig {
+            duration: config.warmup,
+            warmup: Duration::ZERO,
+            ..config.clone()
+        };
+        if !warmup.duration.is_zero() {
+            load::run(&warmup, &Arc::new(Progress::default()))?;
+        }
+        let before: Vec<Option<Duration>> = proxies
+            .processes
+            .iter()
+            .map(|(_, c)| procstat::cpu_time(c.id()))
+            .collect();
+        let measured = LoadConfig {
+            warmup: Duration::ZERO,
+            ..config
+        };
+        let result = load::run(&measured, progress)?;
+        let requests = result.requests.max(1) as f64;
+        let proxies_usage = proxies
+            .processes
+            .iter()
+            .zip(before)
+            .map(|((role, child), before)| {
+                let after = procstat::cpu_time(child.id());
+                let cpu = match (before, after) {
+                    (Some(b), Some(a)) => a.saturating_sub(b).as_secs_f64() * 1e6 / requests,
+                    _ => f64::NAN,
+                };
+                let rss = procstat::peak_rss(child.id())
+                    .map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0));
+                ProxyUsage {
+                    role: role.clone(),
+                    cpu_us_per_request: cpu,
+                    peak_rss_mb: rss,
+                }
+            })
+            .collect();
+        Ok(Measured {
+            scenario,
+            result,
+            proxies: proxies_usage,
+        })
+    }
+}
+
+/// The proxies connect in the background; a few single requests until one succeeds.
+fn wait_until_serving(config: &LoadConfig) -> Result<(), ScenarioError> {
+    let probe = LoadConfig {
+        mode: Mode::Closed,
+        connections: 1,
+        duration: Duration::from_millis(100),
+        warmup: Duration::ZERO,
+        ..config.clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let result = load::run(&probe, &Arc::new(Progress::default()));
+        match result {
+            Ok(r) if r.requests > 0 && r.errors == 0 => return Ok(()),
+            _ if std::time::Instant::now() > deadline => {
+                let detail = match result {
+                    Ok(r) => format!("{:?}", r.error_samples),
+                    Err(e) => e.to_string(),
+                };
+                return Err(ScenarioError::Setup(format!(
+                    "{} never answered: {detail}",
+                    config.url
+                )));
+            }
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}

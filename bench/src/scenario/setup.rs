@@ -1,0 +1,230 @@
+//! Bringing up each scenario's proxies as real processes: the `aimux` binary (gateway in
+//! dev mode, or gateway + sidecar over QUIC) and nginx, from files written into a scratch
+//! directory. Every process is killed when its [`Proxies`] value is dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ScenarioError;
+
+/// The proxies of one scenario, and where the load goes.
+#[derive(Debug)]
+pub struct Proxies {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// `(role, process)`: the processes whose CPU and memory are reported.
+    pub processes: Vec<(String, Child)>,
+}
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub(crate) fn free_tcp() -> Result<SocketAddr, ScenarioError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn free_udp() -> Result<SocketAddr, ScenarioError> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Runs `aimux ARGS` to completion.
+fn aimux(aimux: &Path, args: &[&str]) -> Result<(), ScenarioError> {
+    let out = Command::new(aimux)
+        .args(args)
+        .output()
+        .map_err(|e| ScenarioError::Spawn {
+            what: format!(
+                "{} (build it with `cargo build --release`)",
+                aimux.display()
+            ),
+            source: e,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ScenarioError::Setup(format!(
+            "aimux {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+/// A PKI and a mesh file for one agent `bench` calling service `upstream`.
+pub(crate) struct MeshFiles {
+    pub(crate) config: PathBuf,
+    pub(crate) dev_http: SocketAddr,
+    pub(crate) listener: SocketAddr,
+}
+
+pub(crate) fn mesh_files(
+    aimux_bin: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+    transport: &str,
+) -> Result<MeshFiles, ScenarioError> {
+    let pki = dir.join("pki");
+    if !pki.join("ca.crt").exists() {
+        let d = pki
+            .to_str()
+            .ok_or_else(|| ScenarioError::Setup("non-UTF-8 scratch path".into()))?;
+        aimux(
+            aimux_bin,
+            &["certs", "init", "--dir", d, "--trust-domain", "bench.local"],
+        )?;
+        aimux(
+            aimux_bin,
+            &[
+                "certs",
+                "issue",
+                "--dir",
+                d,
+                "--name",
+                "gateway",
+                "--gateway",
+                "--ip",
+                "127.0.0.1",
+            ],
+        )?;
+        aimux(
+            aimux_bin,
+            &["certs", "issue", "--dir", d, "--name", "bench"],
+        )?;
+    }
+    let (quic, dev_http, listener) = (free_udp()?, free_tcp()?, free_tcp()?);
+    let transport_line = if transport == "quic" {
+        String::new()
+    } else {
+        format!("transport = \"{transport}\"\n")
+    };
+    let text = format!(
+        r#"[mesh]
+trust_domain = "bench.local"
+certs = "pki"
+
+[gateway]
+quic = "{quic}"
+dev_http = "{dev_http}"
+{transport_line}
+[[agent]]
+name = "bench"
+listeners = [{{ listen = "{listener}", service = "upstream" }}]
+
+[[service]]
+name = "upstream"
+upstreams = ["http://{upstream}"]
+
+[[access]]
+from = ["bench"]
+to = ["upstream"]
+"#
+    );
+    let config = dir.join(format!("mesh-{transport}.toml"));
+    std::fs::write(&config, text)?;
+    Ok(MeshFiles {
+        config,
+        dev_http,
+        listener,
+    })
+}
+
+pub(crate) fn spawn(program: &Path, args: &[&str], log: &Path) -> Result<Child, ScenarioError> {
+    let file = std::fs::File::create(log)?;
+    Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::from(file.try_clone()?))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .map_err(|source| ScenarioError::Spawn {
+            what: program.display().to_string(),
+            source,
+        })
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub(crate) fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), ScenarioError> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            return Err(ScenarioError::Setup(format!(
+                "{what} did not listen on {addr} within 20 s"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// nginx as a plain reverse proxy with upstream keep-alive: one process (`master_process
+/// off`), so its CPU and memory are one /proc entry, like each aimux process.
+pub(crate) fn nginx(dir: &Path, upstream: SocketAddr) -> Result<Proxies, ScenarioError> {
+    let nginx = find_nginx().ok_or_else(|| {
+        ScenarioError::Missing(
+            "nginx is not installed (Debian: `apt-get install nginx-light`, or `nginx`)".into(),
+        )
+    })?;
+    let listen = free_tcp()?;
+    let root = dir.join("nginx");
+    std::fs::create_dir_all(root.join("tmp"))?;
+    let conf = root.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp;
+    proxy_temp_path {root}/tmp;
+    fastcgi_temp_path {root}/tmp;
+    uwsgi_temp_path {root}/tmp;
+    scgi_temp_path {root}/tmp;
+    upstream bench {{ server {upstream}; keepalive 64; }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"#,
+            root = root.display()
+        ),
+    )?;
+    let conf_str = conf.to_string_lossy().into_owned();
+    let prefix = root.to_string_lossy().into_owned();
+    let child = spawn(
+        &nginx,
+        &["-c", &conf_str, "-p", &prefix],
+        &root.join("nginx.log"),
+    )?;
+    let proxies = Proxies {
+        url: format!("http://{listen}/"),
+        headers: Vec::new(),
+        processes: vec![("nginx".into(), child)],
+    };
+    wait_listening(listen, "nginx")?;
+    Ok(proxies)
+}
+
+fn find_nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
