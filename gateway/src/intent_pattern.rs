@@ -42,6 +42,29 @@ impl IntentPattern {
             && self.operation.matches_opt(operation)
             && self.target.matches_opt(target)
     }
+
+    /// Does the intent hint of a request match? An empty operation or target is an absent
+    /// part (SPEC.md §5.2: "Empty means unknown"), and a request without any hint matches
+    /// only a pattern that leaves every part open (`*`, or `* * *`).
+    pub fn matches_intent(&self, intent: Option<&aimux_wire::Intent>) -> bool {
+        match intent {
+            Some(i) => self.matches(
+                i.protocol.as_str(),
+                non_empty(&i.operation),
+                non_empty(&i.target),
+            ),
+            None => self.is_open(),
+        }
+    }
+
+    /// True if the pattern matches every intent, including none at all.
+    pub fn is_open(&self) -> bool {
+        self.protocol.is_none() && self.operation.is_star() && self.target.is_star()
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
 impl FromStr for IntentPattern {
@@ -81,15 +104,21 @@ impl fmt::Display for IntentPattern {
 pub struct Glob(String);
 
 impl Glob {
+    /// A glob from its text (every string is a valid glob).
     pub fn new(pattern: &str) -> Self {
         Self(pattern.to_owned())
+    }
+
+    /// True for the glob `*`, which matches anything, including an absent value.
+    fn is_star(&self) -> bool {
+        self.0 == "*"
     }
 
     /// `*` also matches an absent value; any other pattern needs a value.
     fn matches_opt(&self, value: Option<&str>) -> bool {
         match value {
             Some(v) => self.matches(v),
-            None => self.0 == "*",
+            None => self.is_star(),
         }
     }
 
@@ -180,6 +209,22 @@ mod tests {
         assert!(pat("mcp").matches("mcp", None, None));
         assert!(pat("* tools/*").matches("mcp", Some("tools/list"), None));
         assert!(!pat("mcp tools/call x").matches("mcp", Some("tools/call"), None));
+    }
+
+    #[test]
+    fn wire_intents_match_with_empty_parts_as_absent() {
+        use aimux_wire::{Intent, Protocol};
+        let call = Intent::new(Protocol::Mcp, "tools/call", "search_web");
+        assert!(pat("mcp tools/call search_*").matches_intent(Some(&call)));
+        assert!(!pat("a2a").matches_intent(Some(&call)));
+        let bare = Intent::new(Protocol::Mcp, "", "");
+        assert!(pat("mcp").matches_intent(Some(&bare)));
+        assert!(!pat("mcp tools/*").matches_intent(Some(&bare)));
+        // No hint at all: only fully open patterns match.
+        assert!(pat("*").matches_intent(None));
+        assert!(pat("* * *").matches_intent(None));
+        assert!(!pat("mcp").matches_intent(None));
+        assert!(!pat("* tools/call").matches_intent(None));
     }
 
     #[test]

@@ -6,9 +6,41 @@
 //! identity, records metrics and forwards the opaque payload upstream. A dev-mode plain-HTTP
 //! listener offers the same routing keyed on a claimed identity, for experiments only.
 //!
+//! ```text
+//! sidecar ══QUIC══▶ quic::connection ─▶ quic::stream ─▶ policy (route, access) ─▶ forward ─▶ upstream
+//!                        ▲                                                   (HTTP/1.1 pool)
+//!              revocation (CRL watcher) closes revoked connections
+//! dev client ──HTTP──▶ dev_http ─────────────────────▶ policy ──────────────▶ forward
+//! admin: /healthz /readyz /metrics
+//! ```
+//!
+//! Build a [`GatewayConfig`], [`Gateway::bind`] it (every socket is bound and the CRL loaded
+//! there, so mistakes surface at startup), then [`Gateway::run`] it until a
+//! `CancellationToken` is cancelled.
+//!
 //! See `ARCHITECTURE.md` at the repository root for where it sits in the data path.
 #![forbid(unsafe_code)]
 
+mod admin;
+mod config;
+mod dev_http;
+mod error;
+mod forward;
+mod gateway;
+mod http_server;
 pub mod intent_pattern;
+mod metrics;
+mod policy;
+mod quic;
+mod revocation;
+mod shared;
 
+pub use config::{
+    AccessRuleConfig, Action, GatewayConfig, QuicConfig, RouteConfig, ServiceConfig, Timeouts,
+    UpstreamProtocol,
+};
+pub use error::GatewayError;
+pub use gateway::Gateway;
 pub use intent_pattern::{Glob, IntentPattern, IntentPatternError};
+/// The cancellation token [`Gateway::run`] takes.
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,175 @@
+//! The gateway's typed configuration. The `aimux` binary builds it from `mesh.toml`; the
+//! library never reads files other than the certificates and the CRL named here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aimux_certs::Identity;
+use aimux_certs::tls::MeshTrust;
+
+use crate::intent_pattern::{Glob, IntentPattern};
+
+/// Everything the gateway needs to run.
+#[derive(Debug)]
+pub struct GatewayConfig {
+    /// The mesh CA and trust domain: client certificates must chain to it, and access rules
+    /// name agents of this trust domain.
+    pub trust: MeshTrust,
+    /// The mutual-TLS QUIC listener for sidecars; `None` runs without one (dev mode only).
+    pub quic: Option<QuicConfig>,
+    /// The dev-mode plain-HTTP listener (identity *claimed* in `x-aimux-identity`): for
+    /// experiments only, never production.
+    pub dev_http: Option<SocketAddr>,
+    /// The admin listener: `/healthz`, `/readyz`, `/metrics`.
+    pub admin: Option<SocketAddr>,
+    /// The services requests can be forwarded to.
+    pub services: Vec<ServiceConfig>,
+    /// Routes, in file order; the first that matches wins.
+    pub routes: Vec<RouteConfig>,
+    /// Access rules. Nothing is allowed unless a rule allows it; a matching deny always wins.
+    pub access: Vec<AccessRuleConfig>,
+    /// Time limits.
+    pub timeouts: Timeouts,
+}
+
+/// The QUIC listener for sidecars (SPEC.md §12).
+#[derive(Debug)]
+pub struct QuicConfig {
+    /// UDP address to bind.
+    pub listen: SocketAddr,
+    /// The gateway's certificate (`spiffe://DOMAIN/gateway/NAME`) and key.
+    pub identity: Identity,
+    /// The mesh CRL (`crl.pem`), watched for changes while the gateway runs.
+    pub crl_path: PathBuf,
+    /// How many requests (bidirectional streams) one sidecar may have in flight at once.
+    pub max_streams_per_connection: u32,
+}
+
+impl QuicConfig {
+    /// The default of [`QuicConfig::max_streams_per_connection`].
+    pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+
+    /// A listener on `listen` with the default stream limit.
+    pub fn new(listen: SocketAddr, identity: Identity, crl_path: impl Into<PathBuf>) -> Self {
+        Self {
+            listen,
+            identity,
+            crl_path: crl_path.into(),
+            max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+        }
+    }
+}
+
+/// A destination service and where its requests go.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The name envelopes (and routes and access rules) use.
+    pub name: String,
+    /// Base URLs `http://host:port[/base]`; requests are spread over them round-robin.
+    pub upstreams: Vec<http::Uri>,
+    /// How the gateway speaks to the upstreams.
+    pub protocol: UpstreamProtocol,
+}
+
+/// How the gateway speaks to a service's upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over TCP, with a connection pool.
+    Http1,
+    /// HTTP/2 (not supported yet: `Gateway::bind` refuses it).
+    Http2,
+    /// HTTP/3 (not supported yet: `Gateway::bind` refuses it).
+    Http3,
+}
+
+impl UpstreamProtocol {
+    /// The name used in `mesh.toml`: `http1`, `http2`, `http3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http1 => "http1",
+            Self::Http2 => "http2",
+            Self::Http3 => "http3",
+        }
+    }
+}
+
+/// A route: requests matching every present condition go to `to` instead of the service the
+/// envelope named.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// For logs and error messages.
+    pub name: Option<String>,
+    /// Matches when the envelope's destination equals this.
+    pub service: Option<String>,
+    /// Matches the envelope's intent. A request without an intent matches only a pattern
+    /// that leaves every part open.
+    pub intent: Option<IntentPattern>,
+    /// Matches the request path (without the query).
+    pub path: Option<Glob>,
+    /// The service to send matching requests to.
+    pub to: String,
+}
+
+/// An access rule. `None` lists mean "any"; an empty `intents` list means any intent.
+#[derive(Debug, Clone)]
+pub struct AccessRuleConfig {
+    /// Agent names (the `NAME` of `spiffe://DOMAIN/agent/NAME`).
+    pub from: Option<Vec<String>>,
+    /// Service names, compared with the service the request is routed to.
+    pub to: Option<Vec<String>>,
+    /// Intent patterns; the rule matches when any of them does.
+    pub intents: Vec<IntentPattern>,
+    /// What a match means.
+    pub action: Action,
+}
+
+/// What a matching access rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Allow the request (unless a deny rule also matches).
+    Allow,
+    /// Deny the request, whatever else matches.
+    Deny,
+}
+
+/// Time limits of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a TCP connection to an upstream. Default 5 s.
+    pub connect: Duration,
+    /// How long an upstream may take to send its response head once it has the whole
+    /// request (the request body's end). Default 30 s.
+    pub response_head: Duration,
+    /// Reading a request envelope (and, in dev mode, a request head). Default 10 s.
+    pub envelope: Duration,
+    /// On shutdown, how long in-flight requests may take to finish. Default 5 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            response_head: Duration::from_secs(30),
+            envelope: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let t = Timeouts::default();
+        assert_eq!(t.connect, Duration::from_secs(5));
+        assert_eq!(t.response_head, Duration::from_secs(30));
+        assert_eq!(t.envelope, Duration::from_secs(10));
+        assert_eq!(t.shutdown_grace, Duration::from_secs(5));
+        assert_eq!(QuicConfig::DEFAULT_MAX_STREAMS_PER_CONNECTION, 1024);
+        assert_eq!(UpstreamProtocol::Http2.as_str(), "http2");
+    }
+}

@@ -1,0 +1,158 @@
+//! The gateway's error type. Every message names the address, file or service concerned and
+//! says what the operator can do about it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why the gateway could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A listening socket could not be bound.
+    #[error("cannot bind the {what} on {addr}: {}", describe_bind_error(source))]
+    Bind {
+        /// Which listener: "QUIC listener", "dev-mode HTTP listener", "admin listener".
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The CRL could not be loaded or was refused.
+    #[error(
+        "cannot load the certificate revocation list {}: {source}; `aimux certs init` creates \
+         one next to the CA, and `aimux certs revoke` keeps it current",
+        path.display()
+    )]
+    Crl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<aimux_certs::Error>,
+    },
+
+    /// The TLS configuration could not be built from the gateway's certificate.
+    #[error("cannot build the gateway's TLS configuration: {source}")]
+    Tls {
+        /// What went wrong.
+        #[source]
+        source: Box<aimux_certs::Error>,
+    },
+
+    /// The TLS configuration cannot be used for QUIC.
+    #[error("cannot use the gateway's TLS configuration for QUIC: {reason}")]
+    QuicCrypto {
+        /// What quinn said.
+        reason: String,
+    },
+
+    /// Two services share a name.
+    #[error("service `{service}` is defined twice: give each service its own name")]
+    DuplicateService {
+        /// The repeated name.
+        service: String,
+    },
+
+    /// A service has no upstream.
+    #[error("service `{service}` has no upstream: give it at least one `http://host:port` URL")]
+    NoUpstreams {
+        /// The service.
+        service: String,
+    },
+
+    /// A service asks for an upstream protocol this gateway does not implement.
+    #[error(
+        "service `{service}`: protocol {protocol} is not supported yet; use protocol = \"http1\""
+    )]
+    UnsupportedProtocol {
+        /// The service.
+        service: String,
+        /// `http2` or `http3`.
+        protocol: &'static str,
+    },
+
+    /// An upstream URL cannot be used.
+    #[error("service `{service}`: upstream `{upstream}` cannot be used: {reason}")]
+    BadUpstream {
+        /// The service.
+        service: String,
+        /// The URL as configured.
+        upstream: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A route sends requests to a service that does not exist.
+    #[error("route {route} sends requests to `{to}`, which is not a service of this gateway")]
+    UnknownRouteTarget {
+        /// The route's name, or its position (`#3`).
+        route: String,
+        /// The unknown service.
+        to: String,
+    },
+
+    /// Neither the QUIC nor the dev-mode listener is configured.
+    #[error(
+        "the gateway has nothing to serve: configure the QUIC listener (or, for experiments, \
+         the dev-mode HTTP listener)"
+    )]
+    NothingToServe,
+
+    /// A component of the running gateway failed.
+    #[error("the gateway's {component} failed: {reason}")]
+    ComponentFailed {
+        /// Which component.
+        component: &'static str,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// The OS error in operator terms, with a hint for the usual causes.
+fn describe_bind_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address in use; is another gateway running?".to_owned(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied; ports below 1024 need privileges".to_owned()
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "address not available on this host; check the IP address".to_owned()
+        }
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_errors_explain_the_usual_causes() {
+        let e = GatewayError::Bind {
+            what: "QUIC listener",
+            addr: "127.0.0.1:4433".parse().unwrap(),
+            source: io::Error::from(io::ErrorKind::AddrInUse),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot bind the QUIC listener on 127.0.0.1:4433: address in use; is another \
+             gateway running?"
+        );
+    }
+
+    #[test]
+    fn unsupported_protocols_say_what_to_do() {
+        let e = GatewayError::UnsupportedProtocol {
+            service: "x".into(),
+            protocol: "http2",
+        };
+        assert_eq!(
+            e.to_string(),
+            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\""
+        );
+    }
+}

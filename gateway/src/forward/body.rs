@@ -1,0 +1,309 @@
+//! Request bodies handed to the upstream client: the payload of a QUIC stream, read chunk
+//! by chunk as it arrives (never buffered whole), or a dev-mode hyper body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use aimux_wire::codes;
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::{FutureExt, Stream};
+use http_body::{Body, Frame, SizeHint};
+use quinn::{ReadError, RecvStream, VarInt};
+use tokio::sync::oneshot;
+
+/// Errors a request body can fail with.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Largest chunk taken from quinn at once. Chunks are zero-copy `Bytes` of received
+/// packets, so this bounds the size of one body frame, not a buffer we allocate; quinn's
+/// stream receive window bounds what the sidecar can send ahead of us.
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// A `RecvStream` that, when dropped before its end, asks the sidecar to stop sending
+/// with `CANCELLED` (SPEC.md §12) instead of quinn's default code 0, which is not a
+/// stream code of ours.
+struct StopOnDrop {
+    recv: RecvStream,
+    finished: bool,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Fails only if the stream is already stopped or gone: nothing left to say.
+            let _ = self.recv.stop(VarInt::from_u32(codes::STREAM_CANCELLED));
+        }
+    }
+}
+
+/// The payload of a request stream as an `http_body::Body`: each chunk quinn hands out
+/// becomes one data frame as soon as it arrives; the stream's FIN ends the body (SPEC.md
+/// §2.3), and a RESET_STREAM from the sidecar fails it, which makes the upstream client
+/// abort the request instead of passing on a truncated body.
+pub(crate) struct QuicBody {
+    /// A chunk read ahead by [`QuicBody::peek_end`].
+    first: Option<Bytes>,
+    /// `None` once the stream has ended.
+    chunks: Option<BoxStream<'static, Result<Bytes, ReadError>>>,
+}
+
+impl std::fmt::Debug for QuicBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuicBody")
+            .field("first", &self.first.as_ref().map(Bytes::len))
+            .field("ended", &self.chunks.is_none())
+            .finish()
+    }
+}
+
+impl QuicBody {
+    /// The rest of `recv`, starting right after the request envelope.
+    pub(crate) fn new(recv: RecvStream) -> Self {
+        Self {
+            first: None,
+            chunks: Some(chunks(recv).boxed()),
+        }
+    }
+
+    /// Reads ahead until the first chunk or the end of the body, so that an empty body is
+    /// known to be empty before the request goes upstream: HTTP/1.1 then sends no body
+    /// (rather than an empty chunked one) for a bodiless `GET`. Bounded by the caller.
+    pub(crate) async fn peek_end(&mut self) {
+        if self.first.is_some() {
+            return;
+        }
+        if let Some(chunks) = &mut self.chunks {
+            match chunks.next().await {
+                Some(Ok(bytes)) => self.first = Some(bytes),
+                // The error comes back on the next poll: keep the stream to yield it.
+                Some(Err(e)) => {
+                    self.chunks = Some(stream::once(async move { Err(e) }).boxed());
+                }
+                None => self.chunks = None,
+            }
+        }
+    }
+
+    /// Like [`QuicBody::peek_end`], without waiting: uses what has already arrived.
+    pub(crate) fn peek_end_now(&mut self) {
+        // `peek_end` only holds state in `self` between polls, so dropping it is safe.
+        let _ = self.peek_end().now_or_never();
+    }
+}
+
+fn chunks(recv: RecvStream) -> impl Stream<Item = Result<Bytes, ReadError>> + Send + 'static {
+    let state = Some(StopOnDrop {
+        recv,
+        finished: false,
+    });
+    stream::unfold(state, |state| async move {
+        let mut s = state?;
+        match s.recv.read_chunk(MAX_CHUNK, true).await {
+            Ok(Some(chunk)) => Some((Ok(chunk.bytes), Some(s))),
+            Ok(None) => {
+                s.finished = true;
+                None
+            }
+            Err(e) => {
+                // Reset by the sidecar or connection lost: nothing to stop any more.
+                s.finished = true;
+                Some((Err(e), None))
+            }
+        }
+    })
+}
+
+impl Body for QuicBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        let Some(chunks) = self.chunks.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match chunks.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            Poll::Ready(Some(Err(e))) => {
+                self.chunks = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                self.chunks = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.chunks.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if self.is_end_stream() {
+            SizeHint::with_exact(0)
+        } else {
+            SizeHint::default()
+        }
+    }
+}
+
+/// The body of a request forwarded upstream.
+pub(crate) type RequestBody = SignalEnd<Inner>;
+
+/// Where a forwarded request's body comes from.
+#[derive(Debug)]
+pub(crate) enum Inner {
+    /// The payload of a sidecar's QUIC stream.
+    Quic(QuicBody),
+    /// A dev-mode request's body.
+    Dev(hyper::body::Incoming),
+}
+
+impl Body for Inner {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Quic(b) => Pin::new(b).poll_frame(cx),
+            Self::Dev(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Quic(b) => b.is_end_stream(),
+            Self::Dev(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Quic(b) => b.size_hint(),
+            Self::Dev(b) => b.size_hint(),
+        }
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn quic(body: QuicBody) -> Self {
+        SignalEnd::new(Inner::Quic(body))
+    }
+
+    pub(crate) fn dev(body: hyper::body::Incoming) -> Self {
+        SignalEnd::new(Inner::Dev(body))
+    }
+}
+
+/// A body that can tell when it has been sent whole: the moment from which an upstream
+/// owes its response head.
+#[derive(Debug)]
+pub(crate) struct SignalEnd<B> {
+    inner: B,
+    ended: Option<oneshot::Sender<()>>,
+}
+
+impl<B: Body + Unpin> SignalEnd<B> {
+    fn new(inner: B) -> Self {
+        Self { inner, ended: None }
+    }
+
+    /// Resolves once the whole body has been handed out (or it failed, or the client
+    /// dropped it).
+    pub(crate) fn end_signal(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.ended = Some(tx);
+        // An empty body may never be polled at all.
+        if self.inner.is_end_stream() {
+            self.fire();
+        }
+        rx
+    }
+
+    fn fire(&mut self) {
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl<B> Body for SignalEnd<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into);
+        match &polled {
+            // Sent whole, or never will be: either way the wait for the head starts.
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.fire(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.fire(),
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::{BodyExt, Empty, Full, StreamBody};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn signals_the_end_of_a_body_once_it_has_been_read() {
+        let frames = stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"a")))]);
+        let mut body = SignalEnd::new(StreamBody::new(frames));
+        let mut ended = body.end_signal();
+        assert!(ended.try_recv().is_err(), "not yet");
+        assert!(body.frame().await.is_some());
+        assert!(body.frame().await.is_none());
+        assert_eq!(ended.try_recv(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn known_ends_signal_without_an_extra_poll() {
+        let mut empty = SignalEnd::new(Empty::<Bytes>::new().map_err(|e| match e {}));
+        assert_eq!(empty.end_signal().try_recv(), Ok(()));
+
+        let mut full = SignalEnd::new(Full::new(Bytes::from_static(b"x")).map_err(|e| match e {}));
+        let mut ended = full.end_signal();
+        assert!(full.frame().await.is_some());
+        assert_eq!(ended.try_recv(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_failed_body_also_starts_the_clock() {
+        let frames = stream::iter([Err::<Frame<Bytes>, BoxError>("reset".into())]);
+        let mut body = SignalEnd::new(StreamBody::new(frames));
+        let mut ended = body.end_signal();
+        assert!(body.frame().await.unwrap().is_err());
+        assert_eq!(ended.try_recv(), Ok(()));
+    }
+}

@@ -1,0 +1,137 @@
+//! The pooled HTTP/1.1 client that carries requests upstream, and how its failures are
+//! reported to the sidecar.
+
+use std::error::Error as StdError;
+use std::io;
+use std::time::Duration;
+
+use aimux_wire::Outcome;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::body::RequestBody;
+use crate::policy::Refusal;
+
+/// How long an idle upstream connection stays in the pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream.
+const POOL_MAX_IDLE_PER_HOST: usize = 64;
+/// TCP keep-alive on upstream connections, so dead peers are noticed on idle connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// Most response header fields accepted; the response envelope carries at most 128
+/// (SPEC.md §8), so a larger head could not be passed on anyway.
+const MAX_RESPONSE_HEADERS: usize = aimux_wire::Limits::DEFAULT.max_http_headers;
+
+pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+/// A client with a connection pool and a connect timeout.
+pub(crate) fn build(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(TCP_KEEPALIVE));
+    // Only `http://` upstreams exist (bind refuses others); say so to the connector too.
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http1_max_headers(MAX_RESPONSE_HEADERS)
+        // The gateway sets `Host` itself (to the upstream's authority).
+        .set_host(false)
+        .build(connector)
+}
+
+/// What to tell the sidecar when the request did not get a response head.
+pub(crate) fn refusal(
+    error: &hyper_util::client::legacy::Error,
+    upstream: &str,
+    service: &str,
+    connect_timeout: Duration,
+) -> Refusal {
+    let chain = error_chain(error);
+    let who = format!("upstream {upstream} of service `{service}`");
+    if error.is_connect() {
+        let what = match find_io_kind(error) {
+            Some(io::ErrorKind::ConnectionRefused) => "refused the connection".to_owned(),
+            Some(io::ErrorKind::TimedOut) => format!(
+                "did not accept a connection within {}s",
+                connect_timeout.as_secs_f64()
+            ),
+            _ => "could not be reached".to_owned(),
+        };
+        return Refusal::new(
+            Outcome::UpstreamUnreachable,
+            format!("{who} {what}: {chain}"),
+        );
+    }
+    Refusal::new(
+        Outcome::UpstreamUnreachable,
+        format!("{who} failed before sending a response head: {chain}"),
+    )
+}
+
+/// True if the request failed because its body did (the sidecar reset the stream).
+pub(crate) fn is_request_body_error(error: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<quinn::ReadError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+fn find_io_kind(error: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `outer: inner: innermost`, skipping hyper-util's generic outer wrapper.
+pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = error.source().or(Some(error));
+    while let Some(e) = next {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error")
+        }
+    }
+    impl StdError for Outer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn chains_skip_the_generic_wrapper_and_find_io_kinds() {
+        let e = Outer(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(error_chain(&e), "refused");
+        assert_eq!(find_io_kind(&e), Some(io::ErrorKind::ConnectionRefused));
+        assert!(!is_request_body_error(&e));
+    }
+}

@@ -1,0 +1,385 @@
+//! Forwarding upstream: the services table (with round-robin over each service's upstream
+//! URLs) and the HTTP/1.1 client that sends a request and returns the response head as soon
+//! as it arrives, its body still streaming.
+
+pub(crate) mod body;
+pub(crate) mod client;
+pub(crate) mod headers;
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aimux_wire::{Outcome, TraceContext};
+use http::header::{HeaderMap, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use self::body::RequestBody;
+use self::client::UpstreamClient;
+use crate::config::{ServiceConfig, Timeouts, UpstreamProtocol};
+use crate::error::GatewayError;
+use crate::metrics::UNKNOWN_SERVICE;
+use crate::policy::{Caller, Refusal};
+
+/// One upstream base URL of a service.
+#[derive(Debug)]
+struct Upstream {
+    /// The URL as configured, for messages.
+    url: String,
+    authority: Authority,
+    /// `Host` sent upstream: the upstream's authority (RFC 9110 §7.2).
+    host: HeaderValue,
+    /// The base path without a trailing `/` (empty for `http://host:port`).
+    base_path: String,
+}
+
+impl Upstream {
+    fn parse(service: &str, uri: &Uri) -> Result<Self, GatewayError> {
+        let bad = |reason| GatewayError::BadUpstream {
+            service: service.to_owned(),
+            upstream: uri.to_string(),
+            reason,
+        };
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https upstreams are not supported yet; use an http:// URL (the mesh's \
+                     own encryption ends at the gateway)",
+                ));
+            }
+            _ => return Err(bad("it must be an absolute http://host:port URL")),
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("it has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user information in upstream URLs is not supported"));
+        }
+        if uri.query().is_some() {
+            return Err(bad("a base URL cannot have a query"));
+        }
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|_| bad("its host cannot be sent as a Host header"))?;
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            url: format!("http://{authority}{base_path}"),
+            authority,
+            host,
+            base_path,
+        })
+    }
+
+    /// The upstream URL of a request target in origin form (`/mcp?x=1`): the target
+    /// appended to the base path.
+    fn uri_for(&self, target: &str) -> Result<Uri, Refusal> {
+        if !target.starts_with('/') {
+            // Only `*` (asterisk-form, `OPTIONS *`) gets here: it addresses the server
+            // itself, and a base path could not be joined with it.
+            return Err(Refusal::new(
+                Outcome::MalformedRequest,
+                format!("request target `{target}` cannot be forwarded: only paths can"),
+            ));
+        }
+        let pq: PathAndQuery = format!("{}{target}", self.base_path).parse().map_err(|_| {
+            Refusal::new(
+                Outcome::MalformedRequest,
+                format!("request target `{target}` is not a valid URI path"),
+            )
+        })?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| {
+                Refusal::new(
+                    Outcome::InternalError,
+                    format!("cannot build the upstream URL from {}: {e}", self.url),
+                )
+            })
+    }
+}
+
+/// A service: its name and upstreams.
+#[derive(Debug)]
+pub(crate) struct Service {
+    name: String,
+    upstreams: Vec<Upstream>,
+    next: AtomicUsize,
+}
+
+impl Service {
+    fn from_config(cfg: &ServiceConfig) -> Result<Self, GatewayError> {
+        if cfg.protocol != UpstreamProtocol::Http1 {
+            return Err(GatewayError::UnsupportedProtocol {
+                service: cfg.name.clone(),
+                protocol: cfg.protocol.as_str(),
+            });
+        }
+        if cfg.upstreams.is_empty() {
+            return Err(GatewayError::NoUpstreams {
+                service: cfg.name.clone(),
+            });
+        }
+        let upstreams = cfg
+            .upstreams
+            .iter()
+            .map(|u| Upstream::parse(&cfg.name, u))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            name: cfg.name.clone(),
+            upstreams,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next upstream, round-robin.
+    fn pick(&self) -> Option<&Upstream> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.upstreams.get(n % self.upstreams.len().max(1))
+    }
+}
+
+/// The configured services, by name.
+#[derive(Debug, Default)]
+pub(crate) struct Services {
+    by_name: HashMap<String, Arc<Service>>,
+}
+
+impl Services {
+    pub(crate) fn from_config(configs: &[ServiceConfig]) -> Result<Self, GatewayError> {
+        let mut by_name = HashMap::with_capacity(configs.len());
+        for cfg in configs {
+            let service = Service::from_config(cfg)?;
+            if by_name
+                .insert(cfg.name.clone(), Arc::new(service))
+                .is_some()
+            {
+                return Err(GatewayError::DuplicateService {
+                    service: cfg.name.clone(),
+                });
+            }
+        }
+        Ok(Self { by_name })
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<Service>> {
+        self.by_name.get(name)
+    }
+
+    /// The metrics label for a destination: its name if it is a service, else `unknown`.
+    pub(crate) fn label<'a>(&'a self, name: &str) -> &'a str {
+        self.by_name
+            .get_key_value(name)
+            .map_or(UNKNOWN_SERVICE, |(k, _)| k.as_str())
+    }
+}
+
+/// A request on its way upstream.
+#[derive(Debug)]
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    /// The request target in origin form, as the agent sent it.
+    pub(crate) target: &'a str,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: RequestBody,
+    pub(crate) caller: &'a Caller,
+    pub(crate) trace: Option<&'a TraceContext>,
+}
+
+/// Why a request got no response head.
+#[derive(Debug)]
+pub(crate) enum ForwardError {
+    /// The gateway answers the sidecar with this outcome.
+    Refused(Refusal),
+    /// The request body failed (the sidecar reset its stream): nobody is waiting for an
+    /// answer.
+    Cancelled(String),
+}
+
+/// Sends requests upstream.
+#[derive(Debug)]
+pub(crate) struct Forwarder {
+    client: UpstreamClient,
+    connect_timeout: Duration,
+    response_head_timeout: Duration,
+}
+
+impl Forwarder {
+    pub(crate) fn new(timeouts: &Timeouts) -> Self {
+        Self {
+            client: client::build(timeouts.connect),
+            connect_timeout: timeouts.connect,
+            response_head_timeout: timeouts.response_head,
+        }
+    }
+
+    /// Sends `out` to one of `service`'s upstreams and returns as soon as the response
+    /// head has arrived; the body streams as the caller polls it. Dropping the returned
+    /// future or body cancels the upstream request (hyper closes that connection).
+    pub(crate) async fn send(
+        &self,
+        service: &Service,
+        out: Outgoing<'_>,
+    ) -> Result<Response<Incoming>, ForwardError> {
+        let upstream = service.pick().ok_or_else(|| {
+            ForwardError::Refused(Refusal::new(
+                Outcome::NoRoute,
+                format!("service `{}` has no upstream", service.name),
+            ))
+        })?;
+        let uri = upstream
+            .uri_for(out.target)
+            .map_err(ForwardError::Refused)?;
+        let identity = HeaderValue::from_str(out.caller.id_str()).map_err(|_| {
+            ForwardError::Refused(Refusal::new(
+                Outcome::InternalError,
+                "the caller's identity cannot be sent as a header",
+            ))
+        })?;
+        let mut headers = out.headers;
+        headers::prepare_request(&mut headers, &upstream.host, &identity, out.trace);
+        let mut body = out.body;
+        let body_sent = body.end_signal();
+        let mut request = Request::new(body);
+        *request.method_mut() = out.method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+
+        // The response-head timeout runs from the end of the request body (as Envoy's
+        // route timeout does): an upload that takes longer than the timeout to a server
+        // that answers only once it has read everything is not an upstream fault. An
+        // upstream may also answer before the body is complete.
+        let mut response = pin!(self.client.request(request));
+        let early = tokio::select! {
+            r = &mut response => Some(r),
+            _ = body_sent => None,
+        };
+        let result = match early {
+            Some(r) => Ok(r),
+            None => tokio::time::timeout(self.response_head_timeout, response).await,
+        };
+        match result {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if client::is_request_body_error(&e) => {
+                Err(ForwardError::Cancelled(client::error_chain(&e)))
+            }
+            Ok(Err(e)) => Err(ForwardError::Refused(client::refusal(
+                &e,
+                &upstream.url,
+                &service.name,
+                self.connect_timeout,
+            ))),
+            Err(_) => Err(ForwardError::Refused(Refusal::new(
+                Outcome::UpstreamTimeout,
+                format!(
+                    "upstream {} of service `{}` sent no response head within {}s of \
+                     receiving the whole request",
+                    upstream.url,
+                    service.name,
+                    self.response_head_timeout.as_secs_f64()
+                ),
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(urls: &[&str]) -> Result<Service, GatewayError> {
+        Service::from_config(&ServiceConfig {
+            name: "echo".into(),
+            upstreams: urls.iter().map(|u| u.parse().unwrap()).collect(),
+            protocol: UpstreamProtocol::Http1,
+        })
+    }
+
+    #[test]
+    fn joins_the_target_onto_the_base_path() {
+        let s = service(&["http://127.0.0.1:9000/api/"]).unwrap();
+        let up = s.pick().unwrap();
+        assert_eq!(
+            up.uri_for("/mcp?x=1").unwrap().to_string(),
+            "http://127.0.0.1:9000/api/mcp?x=1"
+        );
+        assert_eq!(up.host, "127.0.0.1:9000");
+        let plain = service(&["http://localhost:8080"]).unwrap();
+        assert_eq!(
+            plain.pick().unwrap().uri_for("/").unwrap().to_string(),
+            "http://localhost:8080/"
+        );
+        assert!(plain.pick().unwrap().uri_for("*").is_err());
+    }
+
+    #[test]
+    fn picks_upstreams_round_robin() {
+        let s = service(&["http://a:1", "http://b:2", "http://c:3"]).unwrap();
+        let picked: Vec<_> = (0..6).map(|_| s.pick().unwrap().url.clone()).collect();
+        assert_eq!(
+            picked,
+            [
+                "http://a:1",
+                "http://b:2",
+                "http://c:3",
+                "http://a:1",
+                "http://b:2",
+                "http://c:3"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_supported() {
+        let https = service(&["https://example.org"]).unwrap_err();
+        assert!(
+            https
+                .to_string()
+                .contains("https upstreams are not supported yet")
+        );
+        assert!(matches!(
+            service(&[]),
+            Err(GatewayError::NoUpstreams { .. })
+        ));
+        let h2 = Service::from_config(&ServiceConfig {
+            name: "x".into(),
+            upstreams: vec!["http://a:1".parse().unwrap()],
+            protocol: UpstreamProtocol::Http2,
+        })
+        .unwrap_err();
+        assert_eq!(
+            h2.to_string(),
+            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\""
+        );
+        let dup = ServiceConfig {
+            name: "x".into(),
+            upstreams: vec!["http://a:1".parse().unwrap()],
+            protocol: UpstreamProtocol::Http1,
+        };
+        let err = Services::from_config(&[dup.clone(), dup]).unwrap_err();
+        assert!(matches!(err, GatewayError::DuplicateService { .. }));
+    }
+
+    #[test]
+    fn unknown_destinations_get_a_fixed_label() {
+        let s = Services::from_config(&[ServiceConfig {
+            name: "echo".into(),
+            upstreams: vec!["http://a:1".parse().unwrap()],
+            protocol: UpstreamProtocol::Http1,
+        }])
+        .unwrap();
+        assert_eq!(s.label("echo"), "echo");
+        assert_eq!(s.label("attacker-chosen"), UNKNOWN_SERVICE);
+    }
+}

@@ -1,0 +1,193 @@
+//! `Gateway`: binds every socket up front (so configuration and port problems surface at
+//! startup with a clear message), then runs every component until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimux_wire::Limits;
+use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::admin::{AdminListener, Readiness};
+use crate::config::GatewayConfig;
+use crate::dev_http::DevHttpListener;
+use crate::error::GatewayError;
+use crate::forward::{Forwarder, Services};
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::policy::access::AccessPolicy;
+use crate::policy::route::Router;
+use crate::quic::QuicListener;
+use crate::quic::registry::Registry;
+use crate::shared::Shared;
+
+/// Beyond the grace period, how long components get to wind down before being aborted.
+const SHUTDOWN_BACKSTOP: Duration = Duration::from_secs(2);
+
+/// A gateway with every socket bound, ready to [`run`](Gateway::run).
+#[derive(Debug)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    quic: Option<QuicListener>,
+    dev_http: Option<DevHttpListener>,
+    admin: Option<AdminListener>,
+}
+
+impl Gateway {
+    /// Checks the configuration, loads the CRL and binds every listener. Errors name the
+    /// address, file or service concerned and what to do about it.
+    pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
+        if config.quic.is_none() && config.dev_http.is_none() {
+            return Err(GatewayError::NothingToServe);
+        }
+        let services = Services::from_config(&config.services)?;
+        let router = Router::new(config.routes);
+        for (label, route) in router.labelled() {
+            if services.get(&route.to).is_none() {
+                return Err(GatewayError::UnknownRouteTarget {
+                    route: label.to_string(),
+                    to: route.to.clone(),
+                });
+            }
+        }
+        let access = AccessPolicy::new(config.access);
+        for (i, rule) in access.rules().iter().enumerate() {
+            for service in rule.to.iter().flatten() {
+                if services.get(service).is_none() {
+                    warn!(
+                        "access rule #{} names service `{service}`, which is not configured: \
+                         that part of the rule can never match",
+                        i + 1
+                    );
+                }
+            }
+        }
+        if access.rules().is_empty() {
+            warn!("no access rules are configured: every request will be denied");
+        }
+        let shared = Arc::new(Shared {
+            trust_domain: config.trust.trust_domain().clone(),
+            policy: Policy { router, access },
+            services,
+            forwarder: Forwarder::new(&config.timeouts),
+            metrics: Metrics::new(),
+            timeouts: config.timeouts,
+            limits: Limits::default(),
+        });
+        let quic = config
+            .quic
+            .as_ref()
+            .map(|q| QuicListener::bind(q, &config.trust))
+            .transpose()?;
+        let dev_http = match config.dev_http {
+            Some(addr) => Some(DevHttpListener::bind(addr).await?),
+            None => None,
+        };
+        let admin = match config.admin {
+            Some(addr) => Some(AdminListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Gateway {
+            shared,
+            quic,
+            dev_http,
+            admin,
+        })
+    }
+
+    /// The UDP address of the QUIC listener, if configured (the real port if 0 was asked).
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().map(QuicListener::local_addr)
+    }
+
+    /// The address of the dev-mode HTTP listener, if configured.
+    pub fn dev_http_addr(&self) -> Option<SocketAddr> {
+        self.dev_http.as_ref().map(DevHttpListener::local_addr)
+    }
+
+    /// The address of the admin listener, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminListener::local_addr)
+    }
+
+    /// Serves until `shutdown` is cancelled: then stops accepting, lets in-flight requests
+    /// finish for the configured grace period, closes sidecar connections with SHUTDOWN
+    /// and returns. Returns an error if a component stopped on its own.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
+        let Gateway {
+            shared,
+            quic,
+            dev_http,
+            admin,
+        } = self;
+        let grace = shared.timeouts.shutdown_grace;
+        // Components stop on `stop`: the caller's shutdown, or one of them failing.
+        let stop = shutdown.child_token();
+        let mut components = JoinSet::new();
+        let mut names: Vec<(Id, &'static str)> = Vec::new();
+        if let Some(quic) = quic {
+            let registry = Arc::new(Registry::default());
+            let watcher = quic.watcher(&shared, &registry);
+            let handle = components.spawn(quic.run(Arc::clone(&shared), registry, stop.clone()));
+            names.push((handle.id(), "QUIC listener"));
+            let handle = components.spawn(watcher.run(stop.clone()));
+            names.push((handle.id(), "CRL watcher"));
+        }
+        if let Some(dev) = dev_http {
+            let handle = components.spawn(dev.run(Arc::clone(&shared), stop.clone()));
+            names.push((handle.id(), "dev-mode HTTP listener"));
+        }
+        // The admin listener outlives the others, to answer /readyz with 503 while they
+        // drain; it has its own owner and stop signal.
+        let readiness = Arc::new(Readiness::default());
+        let admin_stop = CancellationToken::new();
+        let mut admin_task = JoinSet::new();
+        if let Some(admin) = admin {
+            admin_task.spawn(admin.run(
+                Arc::clone(&shared),
+                Arc::clone(&readiness),
+                admin_stop.clone(),
+            ));
+        }
+        // Every socket was bound in `bind` and every accept loop now runs.
+        readiness.set_ready();
+        info!("gateway ready");
+
+        let failure = tokio::select! {
+            () = stop.cancelled() => None,
+            Some(done) = components.join_next_with_id() => {
+                let (id, reason) = match done {
+                    Ok((id, ())) => (id, "it stopped unexpectedly".to_owned()),
+                    Err(e) => (e.id(), format!("it panicked: {e}")),
+                };
+                let component = names
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map_or("component", |(_, n)| *n);
+                error!("{component} failed: {reason}; shutting the gateway down");
+                Some(GatewayError::ComponentFailed { component, reason })
+            }
+        };
+        readiness.set_draining();
+        stop.cancel();
+        info!(
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: letting in-flight requests finish"
+        );
+        let drained = tokio::time::timeout(grace + SHUTDOWN_BACKSTOP, async {
+            while components.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!("components still running after the grace period; aborting them");
+            components.abort_all();
+            while components.join_next().await.is_some() {}
+        }
+        admin_stop.cancel();
+        while admin_task.join_next().await.is_some() {}
+        info!("gateway stopped");
+        failure.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,249 @@
+//! Prometheus metrics (OpenMetrics text via `prometheus-client`).
+//!
+//! Label values come only from certificates and configuration: the routed service is a
+//! configured name or `unknown`, the status an HTTP status code or an outcome name. The
+//! identity label is the verified SPIFFE ID; because dev mode lets callers *claim* any
+//! identity, the number of distinct identity values is capped and the rest are counted as
+//! `other`, so no caller can grow the metric families without bound.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use aimux_wire::Outcome;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The label of requests whose destination is not a configured service.
+pub(crate) const UNKNOWN_SERVICE: &str = "unknown";
+/// The identity label once [`MAX_IDENTITY_LABELS`] distinct identities have been seen.
+pub(crate) const OTHER_IDENTITY: &str = "other";
+/// Most distinct identity label values.
+pub(crate) const MAX_IDENTITY_LABELS: usize = 1000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    identity: String,
+    service: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+/// What became of a request, as the `status` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Forwarded: the upstream's HTTP status.
+    Http(u16),
+    /// Refused by the gateway (or the upstream could not be reached).
+    Outcome(Outcome),
+    /// Abandoned by the caller before the response head (label `cancelled`).
+    Cancelled,
+}
+
+impl Status {
+    fn label(self) -> String {
+        match self {
+            Self::Http(code) => code.to_string(),
+            Self::Outcome(outcome) => outcome.as_str().to_owned(),
+            Self::Cancelled => "cancelled".to_owned(),
+        }
+    }
+}
+
+type DurationFamily = Family<ServiceLabels, Histogram, fn() -> Histogram>;
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: DurationFamily,
+    connections_open: Gauge,
+    streams_open: Gauge,
+    revocations: Counter,
+    identities: Mutex<HashSet<String>>,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms to ~33 s: from a loopback hop to the response-head timeout.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("aimux_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by verified caller identity, routed service (or `unknown`) and status \
+             (the upstream's HTTP status, the outcome name when the gateway answered itself, or \
+             `cancelled` when the caller gave up before the response head)",
+            requests.clone(),
+        );
+        let duration: DurationFamily = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "request_duration",
+            "Time from the request head (envelope) until the response head was sent, by routed \
+             service; streamed response bodies are not included",
+            Unit::Seconds,
+            duration.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Sidecar QUIC connections open now",
+            connections_open.clone(),
+        );
+        let streams_open = Gauge::default();
+        registry.register(
+            "streams_open",
+            "Request streams (and dev-mode requests) in flight now",
+            streams_open.clone(),
+        );
+        let revocations = Counter::default();
+        registry.register(
+            "revocations",
+            "Live connections closed because their certificate was revoked",
+            revocations.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            duration,
+            connections_open,
+            streams_open,
+            revocations,
+            identities: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Records one finished request decision.
+    pub(crate) fn request(&self, identity: &str, service: &str, status: Status, took: Duration) {
+        let labels = RequestLabels {
+            identity: self.identity_label(identity),
+            service: service.to_owned(),
+            status: status.label(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration
+            .get_or_create(&ServiceLabels {
+                service: service.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    fn identity_label(&self, identity: &str) -> String {
+        let mut seen = self
+            .identities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(identity) {
+            return identity.to_owned();
+        }
+        if seen.len() >= MAX_IDENTITY_LABELS {
+            return OTHER_IDENTITY.to_owned();
+        }
+        seen.insert(identity.to_owned());
+        identity.to_owned()
+    }
+
+    /// A connection is open until the guard drops.
+    pub(crate) fn connection_opened(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.connections_open)
+    }
+
+    /// A request stream is in flight until the guard drops.
+    pub(crate) fn stream_opened(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.streams_open)
+    }
+
+    /// A live connection was closed because its certificate was revoked.
+    pub(crate) fn revoked(&self) {
+        self.revocations.inc();
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an error would only come from a metric's own
+        // encoder, and then a partial page is still the most useful answer.
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "could not encode every metric");
+        }
+        out
+    }
+}
+
+/// Increments a gauge now and decrements it when dropped.
+#[derive(Debug)]
+pub(crate) struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_every_family_with_the_documented_names() {
+        let m = Metrics::new();
+        m.request(
+            "spiffe://example.org/agent/alice",
+            "echo",
+            Status::Http(200),
+            Duration::from_millis(3),
+        );
+        m.request(
+            "spiffe://example.org/agent/alice",
+            UNKNOWN_SERVICE,
+            Status::Outcome(Outcome::NoRoute),
+            Duration::from_millis(1),
+        );
+        let conn = m.connection_opened();
+        let _stream = m.stream_opened();
+        m.revoked();
+        let text = m.encode();
+        for needle in [
+            r#"aimux_gateway_requests_total{identity="spiffe://example.org/agent/alice",service="echo",status="200"} 1"#,
+            r#"aimux_gateway_requests_total{identity="spiffe://example.org/agent/alice",service="unknown",status="no_route"} 1"#,
+            r#"aimux_gateway_request_duration_seconds_count{service="echo"} 1"#,
+            "aimux_gateway_connections_open 1",
+            "aimux_gateway_streams_open 1",
+            "aimux_gateway_revocations_total 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        drop(conn);
+        assert!(m.encode().contains("aimux_gateway_connections_open 0"));
+    }
+
+    #[test]
+    fn identity_labels_are_capped() {
+        let m = Metrics::new();
+        for i in 0..MAX_IDENTITY_LABELS {
+            assert_eq!(m.identity_label(&format!("id-{i}")), format!("id-{i}"));
+        }
+        assert_eq!(m.identity_label("one-too-many"), OTHER_IDENTITY);
+        assert_eq!(m.identity_label("id-7"), "id-7");
+    }
+}

@@ -1,0 +1,246 @@
+//! The gateway's decisions, as pure functions of configuration and request facts: where a
+//! request goes ([`route`]) and whether its caller may send it there ([`access`]).
+
+pub(crate) mod access;
+pub(crate) mod route;
+
+use std::fmt;
+
+use aimux_certs::{IdentityKind, SpiffeId, TrustDomain};
+use aimux_wire::{Intent, Outcome};
+
+use self::access::{AccessPolicy, DenialReason, Verdict};
+use self::route::{RouteLabel, Router};
+
+/// Who is calling: the SPIFFE ID from the peer certificate (or, in dev mode, the claimed
+/// one) and, if it is an agent of the mesh trust domain, its agent name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    id: SpiffeId,
+    id_text: String,
+    agent: Option<String>,
+}
+
+impl Caller {
+    pub(crate) fn new(id: SpiffeId, trust_domain: &TrustDomain) -> Self {
+        let agent = (id.trust_domain() == trust_domain && id.kind() == Some(IdentityKind::Agent))
+            .then(|| id.workload_name().map(str::to_owned))
+            .flatten();
+        Self {
+            id_text: id.to_string(),
+            id,
+            agent,
+        }
+    }
+
+    /// The SPIFFE ID.
+    pub(crate) fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The SPIFFE ID as text (what `x-aimux-identity` carries upstream).
+    pub(crate) fn id_str(&self) -> &str {
+        &self.id_text
+    }
+
+    /// `NAME` of `spiffe://<mesh trust domain>/agent/NAME`, for anyone else `None`.
+    pub(crate) fn agent_name(&self) -> Option<&str> {
+        self.agent.as_deref()
+    }
+}
+
+/// What policy looks at in a request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestFacts<'a> {
+    /// The service the request names (the envelope's destination, or the dev-mode Host).
+    pub(crate) destination: &'a str,
+    /// The intent hint, if the sidecar found one.
+    pub(crate) intent: Option<&'a Intent>,
+    /// The request target in origin form, possibly with a query.
+    pub(crate) path: &'a str,
+}
+
+/// A request the gateway will not forward: the outcome to report and a reason for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) outcome: Outcome,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(outcome: Outcome, reason: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Routes and access rules together.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    pub(crate) router: Router,
+    pub(crate) access: AccessPolicy,
+}
+
+/// An allowed request: the service it goes to and how it got there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Allowed<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) route: Option<RouteLabel<'a>>,
+    pub(crate) rule: usize,
+}
+
+/// A refused request, with the service it was routed to if that service exists (for the
+/// metrics label: never a name taken from the request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused<'a> {
+    pub(crate) service: Option<&'a str>,
+    pub(crate) refusal: Refusal,
+}
+
+impl Policy {
+    /// Routes the request, checks that the target service exists (`is_service`), then
+    /// checks the access rules against the routed service.
+    pub(crate) fn decide<'a>(
+        &'a self,
+        caller: &Caller,
+        req: &RequestFacts<'a>,
+        is_service: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Allowed<'a>, Refused<'a>> {
+        let routed = self.router.resolve(req);
+        let Some(service) = is_service(routed.service) else {
+            let reason = match routed.route {
+                // Startup validation makes this unreachable; say so clearly if it happens.
+                Some(route) => format!(
+                    "route {route} sends `{}` to `{}`, which is not a service of this gateway",
+                    req.destination, routed.service
+                ),
+                None => format!(
+                    "no service named `{}` is configured on this gateway, and no route matches",
+                    req.destination
+                ),
+            };
+            return Err(Refused {
+                service: None,
+                refusal: Refusal::new(Outcome::NoRoute, reason),
+            });
+        };
+        match self.access.check(caller, service, req.intent) {
+            Verdict::Allowed { rule } => Ok(Allowed {
+                service,
+                route: routed.route,
+                rule,
+            }),
+            verdict => Err(Refused {
+                service: Some(service),
+                refusal: Refusal::new(
+                    Outcome::DeniedByPolicy,
+                    DenialReason {
+                        caller,
+                        service,
+                        intent: req.intent,
+                        verdict,
+                    }
+                    .to_string(),
+                ),
+            }),
+        }
+    }
+}
+
+/// An intent as operators read it: `` `mcp tools/call search_web` ``, or `(none)`.
+pub(crate) struct IntentDisplay<'a>(pub(crate) Option<&'a Intent>);
+
+impl fmt::Display for IntentDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(intent) = self.0 else {
+            return f.write_str("(none)");
+        };
+        write!(f, "`{}", intent.protocol)?;
+        for part in [&intent.operation, &intent.target] {
+            if !part.is_empty() {
+                write!(f, " {part}")?;
+            }
+        }
+        f.write_str("`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aimux_wire::Protocol;
+
+    use super::*;
+    use crate::config::{AccessRuleConfig, Action, RouteConfig};
+
+    fn policy() -> Policy {
+        Policy {
+            router: Router::new(vec![RouteConfig {
+                name: Some("to-echo".into()),
+                service: Some("alias".into()),
+                intent: None,
+                path: None,
+                to: "echo".into(),
+            }]),
+            access: AccessPolicy::new(vec![AccessRuleConfig {
+                from: Some(vec!["alice".into()]),
+                to: Some(vec!["echo".into()]),
+                intents: vec![],
+                action: Action::Allow,
+            }]),
+        }
+    }
+
+    fn known<'a>(name: &str) -> Option<&'a str> {
+        ["echo", "tools"].into_iter().find(|s| *s == name)
+    }
+
+    fn alice() -> Caller {
+        Caller::new(
+            SpiffeId::parse("spiffe://example.org/agent/alice").unwrap(),
+            &TrustDomain::new("example.org").unwrap(),
+        )
+    }
+
+    fn facts(destination: &str) -> RequestFacts<'_> {
+        RequestFacts {
+            destination,
+            intent: None,
+            path: "/",
+        }
+    }
+
+    #[test]
+    fn routed_and_allowed() {
+        let p = policy();
+        let ok = p.decide(&alice(), &facts("alias"), known).unwrap();
+        assert_eq!(ok.service, "echo");
+        assert_eq!(ok.route, Some(RouteLabel::Named("to-echo")));
+        assert_eq!(ok.rule, 1);
+    }
+
+    #[test]
+    fn unknown_services_are_no_route_without_a_label() {
+        let p = policy();
+        let err = p.decide(&alice(), &facts("nowhere"), known).unwrap_err();
+        assert_eq!(err.service, None);
+        assert_eq!(err.refusal.outcome, Outcome::NoRoute);
+        assert!(err.refusal.reason.contains("`nowhere`"), "{err:?}");
+    }
+
+    #[test]
+    fn access_is_checked_against_the_routed_service() {
+        let p = policy();
+        let err = p.decide(&alice(), &facts("tools"), known).unwrap_err();
+        assert_eq!(err.service, Some("tools"));
+        assert_eq!(err.refusal.outcome, Outcome::DeniedByPolicy);
+    }
+
+    #[test]
+    fn intents_display_without_empty_parts() {
+        let i = Intent::new(Protocol::Http, "GET", "");
+        assert_eq!(IntentDisplay(Some(&i)).to_string(), "`http GET`");
+        assert_eq!(IntentDisplay(None).to_string(), "(none)");
+    }
+}

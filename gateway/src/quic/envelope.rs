@@ -1,0 +1,58 @@
+//! Reading the request envelope that opens a stream (SPEC.md §4 framing procedure).
+//!
+//! The reader asks quinn for exactly the bytes the decoder says are missing, so it never
+//! reads past the envelope: the payload stays in the stream for the body to read. The
+//! buffer is bounded by the decoder itself: once the preface is in, a header block over
+//! `Limits::max_header_block` is rejected before it is read, so at most
+//! `MAX_PREFACE_LEN + max_header_block` bytes are ever held.
+
+use aimux_wire::{DecodeError, Limits, Malformed, RequestEnvelope, envelope_len};
+use bytes::BytesMut;
+use quinn::{ReadError, RecvStream};
+
+/// Why no envelope could be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnvelopeError {
+    /// The bytes received prove the envelope invalid (SPEC.md §9).
+    #[error("{0}")]
+    Malformed(Malformed),
+    /// The stream ended (FIN) inside the envelope: malformed too (SPEC.md §9).
+    #[error("the stream ended after {got} bytes, inside the request envelope")]
+    Truncated { got: usize },
+    /// The stream was reset or the connection lost: nobody is listening any more.
+    #[error("{0}")]
+    Read(#[from] ReadError),
+}
+
+/// Reads one request envelope from the front of `recv`.
+pub(crate) async fn read_request(
+    recv: &mut RecvStream,
+    limits: &Limits,
+) -> Result<RequestEnvelope, EnvelopeError> {
+    let mut buf = BytesMut::with_capacity(aimux_wire::MAX_PREFACE_LEN);
+    loop {
+        let wanted = match envelope_len(&buf, limits) {
+            Ok(total) if buf.len() >= total => break,
+            Ok(total) => total - buf.len(),
+            Err(DecodeError::Incomplete { needed, .. }) => needed.max(1),
+            Err(e) => return Err(malformed(e)),
+        };
+        match recv.read_chunk(wanted, true).await? {
+            Some(chunk) => buf.extend_from_slice(&chunk.bytes),
+            None => return Err(EnvelopeError::Truncated { got: buf.len() }),
+        }
+    }
+    match RequestEnvelope::decode_slice(&buf, limits) {
+        Ok((envelope, _len)) => Ok(envelope),
+        Err(e) => Err(malformed(e)),
+    }
+}
+
+fn malformed(e: DecodeError) -> EnvelopeError {
+    match e {
+        DecodeError::Malformed(m) => EnvelopeError::Malformed(m),
+        // `Incomplete` and `Segmented` cannot happen with a complete, contiguous buffer;
+        // report them as a truncation rather than panic.
+        _ => EnvelopeError::Truncated { got: 0 },
+    }
+}

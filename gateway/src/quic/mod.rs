@@ -1,0 +1,181 @@
+//! The QUIC listener for sidecars (SPEC.md §12): mutual TLS 1.3 with ALPN `aimux/1`, client
+//! certificates chained to the mesh CA and absent from its CRL, one bidirectional stream
+//! per request.
+
+mod connection;
+mod envelope;
+pub(crate) mod registry;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aimux_certs::tls::{MeshClientVerifier, MeshTrust, server_config};
+use aimux_wire::codes;
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{Endpoint, IdleTimeout, ServerConfig, TransportConfig, VarInt};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use self::connection::ConnectionDeps;
+use self::registry::Registry;
+use crate::config::QuicConfig;
+use crate::error::GatewayError;
+use crate::revocation::{self, CrlWatcher};
+use crate::shared::Shared;
+
+/// Idle timeout of sidecar connections. Sidecars send keep-alives well within it.
+const IDLE_TIMEOUT_MS: u32 = 30_000;
+/// The gateway's own keep-alive, so that NAT bindings stay open from this side too.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Connection-level receive window. Each stream is bounded by quinn's per-stream window
+/// (1.25 MB); this caps what one sidecar can make the gateway buffer across all its streams
+/// (quinn's default is unbounded), while leaving room for dozens of full-speed uploads.
+const CONNECTION_RECEIVE_WINDOW: u32 = 64 * 1024 * 1024;
+/// Most sidecar connections (including handshakes in progress); more are refused.
+const MAX_CONNECTIONS: usize = 10_000;
+/// After the connections are closed, how long to wait for CONNECTION_CLOSE to go out.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A bound QUIC endpoint, not yet accepting.
+#[derive(Debug)]
+pub(crate) struct QuicListener {
+    endpoint: Endpoint,
+    addr: SocketAddr,
+    verifier: Arc<MeshClientVerifier>,
+    crl_path: PathBuf,
+    crl_stamp: Option<revocation::Stamp>,
+}
+
+impl QuicListener {
+    /// Loads the CRL, builds the TLS configuration and binds the UDP socket.
+    pub(crate) fn bind(config: &QuicConfig, trust: &MeshTrust) -> Result<Self, GatewayError> {
+        let crl_error = |source| GatewayError::Crl {
+            path: config.crl_path.clone(),
+            source: Box::new(source),
+        };
+        // Stamp first: if the file changes between the stamp and the load, the watcher
+        // sees a new stamp and loads it again.
+        let crl_stamp = revocation::stamp_now(&config.crl_path);
+        let crls = aimux_certs::load_crls(&config.crl_path).map_err(crl_error)?;
+        let verifier = Arc::new(MeshClientVerifier::new(trust.clone(), crls).map_err(crl_error)?);
+        let tls = server_config(&config.identity, Arc::clone(&verifier)).map_err(|source| {
+            GatewayError::Tls {
+                source: Box::new(source),
+            }
+        })?;
+        let crypto = QuicServerConfig::try_from(tls).map_err(|e| GatewayError::QuicCrypto {
+            reason: e.to_string(),
+        })?;
+        let mut server = ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(Arc::new(transport(config.max_streams_per_connection)));
+        let endpoint =
+            Endpoint::server(server, config.listen).map_err(|source| GatewayError::Bind {
+                what: "QUIC listener",
+                addr: config.listen,
+                source,
+            })?;
+        let addr = endpoint.local_addr().map_err(|source| GatewayError::Bind {
+            what: "QUIC listener",
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Self {
+            endpoint,
+            addr,
+            verifier,
+            crl_path: config.crl_path.clone(),
+            crl_stamp,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CRL watcher for this listener's verifier and connections.
+    pub(crate) fn watcher(&self, shared: &Arc<Shared>, registry: &Arc<Registry>) -> CrlWatcher {
+        CrlWatcher::new(
+            self.crl_path.clone(),
+            self.crl_stamp,
+            Arc::clone(&self.verifier),
+            Arc::clone(registry),
+            Arc::clone(shared),
+        )
+    }
+
+    /// Accepts connections until `shutdown`, then lets them drain and closes the endpoint.
+    pub(crate) async fn run(
+        self,
+        shared: Arc<Shared>,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+    ) {
+        info!(addr = %self.addr, "QUIC listener accepting sidecar connections");
+        let grace = shared.timeouts.shutdown_grace;
+        let deps = Arc::new(ConnectionDeps {
+            shared,
+            registry,
+            verifier: self.verifier,
+        });
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(done) = connections.join_next() => {
+                    if let Err(e) = done && e.is_panic() {
+                        error!("a connection task panicked: {e}");
+                    }
+                }
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    if connections.len() >= MAX_CONNECTIONS {
+                        warn!(remote = %incoming.remote_address(),
+                            "refusing a connection: {MAX_CONNECTIONS} connections are open");
+                        incoming.refuse();
+                        continue;
+                    }
+                    connections.spawn(connection::serve(
+                        incoming,
+                        Arc::clone(&deps),
+                        shutdown.clone(),
+                    ));
+                }
+            }
+        }
+        // No new connections from here on; the open ones drain on their own (each bounded
+        // by the grace period), with a backstop in case one does not.
+        self.endpoint.set_server_config(None);
+        let drained = tokio::time::timeout(grace + CLOSE_LINGER, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
+        self.endpoint
+            .close(VarInt::from_u32(codes::CLOSE_SHUTDOWN), b"shutdown");
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.endpoint.wait_idle()).await;
+        info!(addr = %self.addr, "QUIC listener stopped");
+    }
+}
+
+/// Transport parameters of sidecar connections (RFC 9000 §18.2).
+fn transport(max_streams: u32) -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(max_streams));
+    // Sidecars may open only bidirectional streams (SPEC.md §12). One unidirectional
+    // stream is allowed so that opening one reaches the gateway, which then closes the
+    // connection with PROTOCOL_VIOLATION as the spec requires; with a limit of 0 the
+    // sidecar's QUIC stack would just wait forever for credit.
+    t.max_concurrent_uni_streams(VarInt::from_u32(1));
+    t.max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW));
+    t
+}

@@ -1,0 +1,421 @@
+//! One request stream (SPEC.md §2): read the request envelope, check the claimed identity
+//! against the certificate, route, check access, forward upstream, and answer on the same
+//! stream with a response envelope and the response body as the upstream writes it.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aimux_wire::{
+    HttpResponseHead, Outcome, RequestEnvelope, RequestKind, ResponseEnvelope, codes,
+};
+use http::{Method, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use quinn::{RecvStream, SendStream, StoppedError, VarInt};
+use tracing::{debug, warn};
+
+use super::envelope::{EnvelopeError, read_request};
+use crate::forward::body::{QuicBody, RequestBody};
+use crate::forward::{ForwardError, Outgoing, Service, client, headers};
+use crate::metrics::{GaugeGuard, Status, UNKNOWN_SERVICE};
+use crate::policy::{Caller, Refusal, RequestFacts};
+use crate::shared::Shared;
+
+/// Longest reason sent in a response envelope; reasons quote request data (a destination
+/// name, say), and must stay well inside the envelope's 8 KiB field limit.
+const MAX_REASON_LEN: usize = 1024;
+/// After the last byte of a response, how long the stream task waits for the sidecar to
+/// acknowledge it, so that a shutdown that closes the connection once every stream task is
+/// done does not discard answers still in flight.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// What every stream of a connection shares.
+#[derive(Debug)]
+pub(crate) struct StreamContext {
+    pub(crate) shared: Arc<Shared>,
+    /// The identity the peer certificate proves.
+    pub(crate) caller: Caller,
+}
+
+fn code(c: u32) -> VarInt {
+    VarInt::from_u32(c)
+}
+
+/// Serves one bidirectional stream to its end.
+pub(crate) async fn serve(ctx: Arc<StreamContext>, mut send: SendStream, mut recv: RecvStream) {
+    let shared = &ctx.shared;
+    let open = shared.metrics.stream_opened();
+    let started = Instant::now();
+    let read = tokio::time::timeout(
+        shared.envelope_timeout(),
+        read_request(&mut recv, &shared.limits),
+    )
+    .await;
+    let envelope = match read {
+        Ok(Ok(envelope)) => envelope,
+        Err(_elapsed) => {
+            debug!(
+                identity = %ctx.caller.id(), stream = %send.id(),
+                "no complete request envelope within {}s; resetting the stream",
+                shared.envelope_timeout().as_secs_f64()
+            );
+            let _ = send.reset(code(codes::STREAM_TIMEOUT));
+            let _ = recv.stop(code(codes::STREAM_TIMEOUT));
+            return;
+        }
+        Ok(Err(EnvelopeError::Read(e))) => {
+            debug!(identity = %ctx.caller.id(), stream = %send.id(), error = %e,
+                "stream ended before its envelope was read");
+            let _ = send.reset(code(codes::STREAM_CANCELLED));
+            return;
+        }
+        Ok(Err(e)) => {
+            warn!(identity = %ctx.caller.id(), stream = %send.id(), error = %e,
+                "malformed request envelope");
+            let refusal = Refusal::new(
+                Outcome::MalformedRequest,
+                format!("malformed request envelope: {e}"),
+            );
+            let mut ex = Exchange::new(&ctx, send, UNKNOWN_SERVICE, started, open);
+            ex.refuse_with(refusal, codes::STREAM_MALFORMED).await;
+            let _ = recv.stop(code(codes::STREAM_MALFORMED));
+            return;
+        }
+    };
+    handle(&ctx, envelope, send, recv, started, open).await;
+}
+
+async fn handle(
+    ctx: &StreamContext,
+    envelope: RequestEnvelope,
+    send: SendStream,
+    mut recv: RecvStream,
+    started: Instant,
+    open: GaugeGuard,
+) {
+    let shared = &ctx.shared;
+    let caller = &ctx.caller;
+    let request_id = envelope
+        .request_id
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let label = shared.services.label(&envelope.destination);
+    let mut ex = Exchange::new(ctx, send, label, started, open);
+
+    // Every decision uses the identity the certificate proves; a different claim in the
+    // envelope is a sidecar bug or an attempt to speak for someone else (SPEC.md §5.3).
+    if let Some(claimed) = &envelope.identity
+        && claimed != caller.id_str()
+    {
+        warn!(
+            claimed = %claimed, verified = %caller.id(), request_id,
+            "identity mismatch: the envelope claims {claimed} on a connection whose \
+             certificate proves {}", caller.id()
+        );
+        let reason = format!(
+            "the request claims to come from {claimed}, but the connection's certificate \
+             proves {}",
+            caller.id()
+        );
+        ex.refuse(Refusal::new(Outcome::IdentityMismatch, reason), &mut recv)
+            .await;
+        return;
+    }
+    let head = match (envelope.kind, &envelope.http) {
+        (RequestKind::Http, Some(head)) => head,
+        _ => {
+            let reason = "raw byte streams (envelope kind 0x02) are not supported by this \
+                          gateway yet";
+            ex.refuse(Refusal::new(Outcome::NoRoute, reason), &mut recv)
+                .await;
+            return;
+        }
+    };
+    let facts = RequestFacts {
+        destination: &envelope.destination,
+        intent: envelope.intent.as_ref(),
+        path: &head.path,
+    };
+    let service = match shared.admit(caller, &facts) {
+        Ok(service) => service,
+        Err(denied) => {
+            ex.service_label = denied.service_label;
+            ex.refuse(denied.refusal, &mut recv).await;
+            return;
+        }
+    };
+    ex.service_label = service.name().to_owned();
+    let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
+        let reason = format!("method `{}` cannot be forwarded", head.method);
+        ex.refuse(Refusal::new(Outcome::MalformedRequest, reason), &mut recv)
+            .await;
+        return;
+    };
+    let request_headers = match headers::from_envelope(head) {
+        Ok(h) => h,
+        Err(refusal) => {
+            ex.refuse(refusal, &mut recv).await;
+            return;
+        }
+    };
+
+    let mut body = QuicBody::new(recv);
+    body.peek_end_now();
+    if !body_expected(&method, &request_headers) {
+        // A bodiless GET should reach HTTP/1.1 without a (chunked) body, which needs the
+        // FIN. The sidecar sends it right after the envelope, so this waits for at most a
+        // packet; a sidecar that sends neither data nor FIN is cut off by the bound.
+        let _ = tokio::time::timeout(shared.envelope_timeout(), body.peek_end()).await;
+    }
+    let outgoing = Outgoing {
+        method,
+        target: &head.path,
+        headers: request_headers,
+        body: RequestBody::quic(body),
+        caller,
+        trace: envelope.trace.as_ref(),
+    };
+    ex.forward(&service, outgoing, &request_id).await;
+}
+
+/// Whether a request is expected to carry a body: it announces one, or its method usually
+/// has one (RFC 9110 §9.3: GET, HEAD, DELETE, OPTIONS and TRACE requests have no
+/// generally defined body semantics).
+fn body_expected(method: &Method, headers: &http::HeaderMap) -> bool {
+    headers.contains_key(header::CONTENT_LENGTH)
+        || !matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+        )
+}
+
+/// The answering side of one stream.
+struct Exchange<'a> {
+    ctx: &'a StreamContext,
+    send: SendStream,
+    service_label: String,
+    started: Instant,
+    /// Counts the stream as open until its response is complete.
+    open: Option<GaugeGuard>,
+}
+
+impl<'a> Exchange<'a> {
+    fn new(
+        ctx: &'a StreamContext,
+        send: SendStream,
+        label: &str,
+        started: Instant,
+        open: GaugeGuard,
+    ) -> Self {
+        Self {
+            ctx,
+            send,
+            service_label: label.to_owned(),
+            started,
+            open: Some(open),
+        }
+    }
+
+    fn record(&self, status: Status) {
+        self.ctx.shared.record(
+            self.ctx.caller.id_str(),
+            &self.service_label,
+            status,
+            self.started,
+        );
+    }
+
+    /// Answers with `refusal` and ends the stream; the request body is not wanted, so the
+    /// sidecar is asked to stop sending it (SPEC.md §2.6 allows answering first).
+    async fn refuse(&mut self, refusal: Refusal, recv: &mut RecvStream) {
+        self.refuse_with(refusal, codes::STREAM_CANCELLED).await;
+        let _ = recv.stop(code(codes::STREAM_CANCELLED));
+    }
+
+    /// Answers with `refusal`; if even that cannot be sent, resets with `reset_code`.
+    async fn refuse_with(&mut self, refusal: Refusal, reset_code: u32) {
+        self.record(Status::Outcome(refusal.outcome));
+        let envelope = ResponseEnvelope::new(refusal.outcome, bounded(refusal.reason));
+        let sent = match envelope.to_bytes(&self.ctx.shared.limits) {
+            Ok(bytes) => self.send.write_chunk(bytes).await.is_ok(),
+            Err(_) => false,
+        };
+        if sent {
+            self.finish().await;
+        } else {
+            let _ = self.send.reset(code(reset_code));
+        }
+    }
+
+    /// Ends the response and waits (bounded) until the sidecar has it. The stream stops
+    /// counting as open before the FIN leaves, so whoever has read the whole response sees
+    /// it closed in the metrics.
+    async fn finish(&mut self) {
+        self.open = None;
+        if self.send.finish().is_ok() {
+            let _ = tokio::time::timeout(ACK_WAIT, self.send.stopped()).await;
+        }
+    }
+
+    async fn forward(&mut self, service: &Service, outgoing: Outgoing<'_>, request_id: &str) {
+        let shared = &self.ctx.shared;
+        // Resolves when the sidecar stops reading (STOP_SENDING) or the connection is
+        // lost: the upstream request is then dropped, which cancels it.
+        let mut stopped = pin!(self.send.stopped());
+        let response = tokio::select! {
+            r = shared.forwarder.send(service, outgoing) => r,
+            s = &mut stopped => {
+                debug!(identity = %self.ctx.caller.id(), request_id, stopped = ?s,
+                    "the sidecar abandoned the request; cancelling it upstream");
+                self.record(Status::Cancelled);
+                let _ = self.send.reset(code(codes::STREAM_CANCELLED));
+                return;
+            }
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(ForwardError::Refused(refusal)) => {
+                warn!(identity = %self.ctx.caller.id(), service = service.name(), request_id,
+                    outcome = refusal.outcome.as_str(), "{}", refusal.reason);
+                self.refuse_with(refusal, codes::STREAM_UPSTREAM_FAILED)
+                    .await;
+                return;
+            }
+            Err(ForwardError::Cancelled(why)) => {
+                debug!(identity = %self.ctx.caller.id(), request_id, reason = %why,
+                    "the request body failed (the sidecar reset the stream)");
+                self.record(Status::Cancelled);
+                let _ = self.send.reset(code(codes::STREAM_CANCELLED));
+                return;
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let envelope = ResponseEnvelope::forwarded(HttpResponseHead {
+            status,
+            headers: headers::to_envelope(parts.headers),
+        });
+        let bytes = match envelope.to_bytes(&shared.limits) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let reason = format!(
+                    "the response head of service `{}` cannot be carried to the sidecar: {e}",
+                    service.name()
+                );
+                warn!(identity = %self.ctx.caller.id(), request_id, "{reason}");
+                self.refuse_with(
+                    Refusal::new(Outcome::InternalError, reason),
+                    codes::STREAM_UPSTREAM_FAILED,
+                )
+                .await;
+                return;
+            }
+        };
+        self.record(Status::Http(status));
+        debug!(identity = %self.ctx.caller.id(), service = service.name(), request_id,
+            status, "forwarded");
+        // The head goes out as soon as it arrived (SSE clients wait for it).
+        if let Err(e) = self.send.write_chunk(bytes).await {
+            debug!(request_id, error = %e, "the sidecar went away before the response head");
+            return;
+        }
+        self.stream_body(body, stopped, request_id).await;
+    }
+
+    /// Copies the upstream's response body frame by frame, each as soon as it arrives:
+    /// no coalescing, so every SSE event reaches the agent when the upstream wrote it.
+    async fn stream_body(
+        &mut self,
+        mut body: Incoming,
+        mut stopped: std::pin::Pin<&mut impl Future<Output = Result<Option<VarInt>, StoppedError>>>,
+        request_id: &str,
+    ) {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                frame = body.frame() => frame,
+                s = &mut stopped => {
+                    debug!(request_id, stopped = ?s,
+                        "the sidecar stopped reading the response; cancelling it upstream");
+                    return;
+                }
+            };
+            match frame {
+                None => {
+                    drop(body);
+                    self.finish().await;
+                    return;
+                }
+                Some(Ok(frame)) => {
+                    // Trailers have no place in the envelope; HTTP/1.1 upstreams rarely
+                    // send them and agents do not depend on them.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = self.send.write_chunk(data).await {
+                        debug!(request_id, error = %e,
+                            "the sidecar stopped reading the response");
+                        return;
+                    }
+                }
+                Some(Err(e)) if client::is_request_body_error(&e) => {
+                    // The sidecar reset its request body mid-upload: hyper abandons the
+                    // exchange, and the fault is not the upstream's.
+                    debug!(request_id, error = %e, "the sidecar abandoned the request");
+                    let _ = self.send.reset(code(codes::STREAM_CANCELLED));
+                    return;
+                }
+                Some(Err(e)) => {
+                    warn!(identity = %self.ctx.caller.id(), request_id, error = %e,
+                        "the upstream failed in the middle of the response body; resetting \
+                         the stream");
+                    let _ = self.send.reset(code(codes::STREAM_UPSTREAM_FAILED));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Caps a reason at [`MAX_REASON_LEN`] bytes, on a character boundary.
+fn bounded(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_LEN {
+        let mut cut = MAX_REASON_LEN;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_bounded_on_char_boundaries() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_REASON_LEN);
+        let cut = bounded(long);
+        assert!(cut.len() <= MAX_REASON_LEN + '…'.len_utf8());
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn bodies_are_expected_when_announced_or_usual() {
+        let none = http::HeaderMap::new();
+        assert!(!body_expected(&Method::GET, &none));
+        assert!(body_expected(&Method::POST, &none));
+        let mut cl = http::HeaderMap::new();
+        cl.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("3"));
+        assert!(body_expected(&Method::GET, &cl));
+    }
+}
