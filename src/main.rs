@@ -2,8 +2,12 @@
 //! files and (in later milestones) run the gateway and sidecars.
 #![forbid(unsafe_code)]
 
+mod assemble;
+mod bootstrap;
 mod cli;
+mod demo;
 mod mesh;
+mod process;
 
 use std::process::ExitCode;
 
@@ -32,6 +36,13 @@ enum Command {
     Certs(cli::certs::CertsArgs),
     /// Validate a mesh file and print every mistake with its line, column and a hint.
     Check(cli::check::CheckArgs),
+    /// Run the whole mesh of a mesh file in one process: the gateway, one sidecar per agent
+    /// and the built-in demo services, creating development certificates on first run.
+    Up(cli::serve::UpArgs),
+    /// Run the gateway of a mesh file.
+    Gateway(cli::serve::GatewayArgs),
+    /// Run the sidecar of one agent of a mesh file.
+    Sidecar(cli::serve::SidecarArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +50,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Certs(args) => cli::certs::run(args),
         Command::Check(args) => cli::check::run(args),
+        Command::Up(args) => cli::serve::up(args).map(|()| ExitCode::SUCCESS),
+        Command::Gateway(args) => cli::serve::gateway(args).map(|()| ExitCode::SUCCESS),
+        Command::Sidecar(args) => cli::serve::sidecar(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

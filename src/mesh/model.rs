@@ -72,7 +72,7 @@ pub(crate) enum Upstream {
     Builtin(Builtin),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Builtin {
     Echo,
     McpTools,

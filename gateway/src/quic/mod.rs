@@ -72,12 +72,24 @@ impl QuicListener {
         })?;
         let mut server = ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(Arc::new(transport(config.max_streams_per_connection)));
-        let endpoint =
-            Endpoint::server(server, config.listen).map_err(|source| GatewayError::Bind {
-                what: "QUIC listener",
-                addr: config.listen,
-                source,
-            })?;
+        let bind_error = |source| GatewayError::Bind {
+            what: "QUIC listener",
+            addr: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            bind_error(std::io::Error::other(
+                "no async runtime for the QUIC endpoint",
+            ))
+        })?;
+        let endpoint = Endpoint::new(
+            endpoint_config(&config.identity),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(bind_error)?;
         let addr = endpoint.local_addr().map_err(|source| GatewayError::Bind {
             what: "QUIC listener",
             addr: config.listen,
@@ -163,6 +175,23 @@ impl QuicListener {
         let _ = tokio::time::timeout(CLOSE_LINGER, self.endpoint.wait_idle()).await;
         info!(addr = %self.addr, "QUIC listener stopped");
     }
+}
+
+/// Endpoint configuration with a *static* stateless-reset key, derived from the gateway's
+/// private key. RFC 9000 §10.3: a stateless reset lets an endpoint that lost a
+/// connection's state (here: a restarted gateway) tell the peer the connection is gone;
+/// the peer accepts it only if the token was made with the same key (§10.3.2 recommends a
+/// static key for exactly this). With a random key per process, a sidecar would keep
+/// sending on its dead connection until its idle timeout; with this one it reconnects as
+/// soon as the restarted gateway answers a packet.
+fn endpoint_config(identity: &aimux_certs::Identity) -> quinn::EndpointConfig {
+    let key = identity.clone_key();
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"aimux/1 stateless reset key");
+    context.update(key.secret_der());
+    let derived = context.finish();
+    let hmac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+    quinn::EndpointConfig::new(Arc::new(hmac))
 }
 
 /// Transport parameters of sidecar connections (RFC 9000 §18.2).

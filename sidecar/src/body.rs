@@ -1,0 +1,252 @@
+//! The response side of a request stream: reading the response envelope, then streaming the
+//! payload to the agent as an `http_body::Body`.
+//!
+//! The body yields each QUIC chunk as soon as it arrives (no coalescing), which is what lets
+//! server-sent events reach the agent one by one. A stream the gateway resets, or a connection
+//! lost mid-body, ends the body with an error, so hyper aborts the agent's response instead of
+//! ending it cleanly (SPEC.md §2.3: a reset payload is not a complete message). A body dropped
+//! early (the agent went away) stops the stream with `CANCELLED` (SPEC.md §12).
+
+use std::fmt;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use aimux_wire::{DecodeError, Limits, MAX_PREFACE_LEN, ResponseEnvelope, codes, envelope_len};
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use quinn::{Chunk, ConnectionError, ReadError, RecvStream, VarInt};
+use tokio_util::sync::ReusableBoxFuture;
+use tracing::warn;
+
+use crate::fmt::app_code_name;
+use crate::stats::{Counters, InFlight};
+
+/// Largest single read while looking for the response envelope. Together with the envelope
+/// limit this bounds the head buffer: at most `20 + max_header_block + READ_CHUNK` bytes.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A `RecvStream` that is stopped with `CANCELLED` if dropped before its end was read.
+#[derive(Debug)]
+pub(crate) struct RecvGuard {
+    stream: RecvStream,
+    done: bool,
+}
+
+impl RecvGuard {
+    pub(crate) fn new(stream: RecvStream) -> Self {
+        RecvGuard {
+            stream,
+            done: false,
+        }
+    }
+
+    /// Tells the gateway to stop sending (STOP_SENDING, RFC 9000 §3.5) with `code`.
+    pub(crate) fn stop(&mut self, code: u32) {
+        if !self.done {
+            // Fails only if the stream is already finished or reset: nothing left to stop.
+            let _ = self.stream.stop(VarInt::from_u32(code));
+            self.done = true;
+        }
+    }
+}
+
+impl Drop for RecvGuard {
+    fn drop(&mut self) {
+        // quinn would send STOP_SENDING with code 0, which SPEC.md §12 reserves for
+        // connection shutdown; say what happened instead.
+        self.stop(codes::STREAM_CANCELLED);
+    }
+}
+
+/// Why the response envelope could not be read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The stream ended before a complete envelope.
+    Truncated { received: usize },
+    /// The envelope is malformed (SPEC.md §9).
+    Malformed(DecodeError),
+    /// The gateway reset the stream (RESET_STREAM) with this code.
+    Reset(u64),
+    /// The connection was lost.
+    ConnectionLost(ConnectionError),
+    /// Any other read failure.
+    Read(ReadError),
+}
+
+/// Reads the response envelope from the front of the stream. Returns it and the payload
+/// bytes that were read along with it (they start the body and must not be lost).
+///
+/// Framing follows SPEC.md §4: the preface (at most [`MAX_PREFACE_LEN`] bytes) gives the
+/// envelope's total length, checked against `limits` before the header block is awaited.
+pub(crate) async fn read_head(
+    recv: &mut RecvGuard,
+    limits: &Limits,
+) -> Result<(ResponseEnvelope, Bytes), HeadError> {
+    let mut buf = BytesMut::with_capacity(MAX_PREFACE_LEN.max(512));
+    loop {
+        match envelope_len(&buf, limits) {
+            Ok(total) if buf.len() >= total => {
+                let envelope =
+                    ResponseEnvelope::decode(&mut buf, limits).map_err(HeadError::Malformed)?;
+                return Ok((envelope, buf.freeze()));
+            }
+            Ok(_) => {}
+            Err(e) if e.is_incomplete() => {}
+            Err(e) => return Err(HeadError::Malformed(e)),
+        }
+        match recv.stream.read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                recv.done = true;
+                return Err(HeadError::Truncated {
+                    received: buf.len(),
+                });
+            }
+            Err(e) => {
+                recv.done = true;
+                return Err(match e {
+                    ReadError::Reset(code) => HeadError::Reset(code.into_inner()),
+                    ReadError::ConnectionLost(e) => HeadError::ConnectionLost(e),
+                    other => HeadError::Read(other),
+                });
+            }
+        }
+    }
+}
+
+/// Why a response body ended early.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// The gateway reset the stream: the upstream failed mid-body, or the gateway gave up.
+    #[error("the gateway reset the response stream (code {code:#x}, {}): the response is incomplete", app_code_name(*code))]
+    Reset { code: u64 },
+    /// The connection to the gateway was lost.
+    #[error("the connection to the gateway was lost mid-response: {0}")]
+    ConnectionLost(ConnectionError),
+    /// Any other read failure.
+    #[error("reading the response stream failed: {0}")]
+    Read(ReadError),
+}
+
+type ReadFuture = ReusableBoxFuture<'static, (RecvGuard, Result<Option<Chunk>, ReadError>)>;
+
+/// The agent-facing response body: payload bytes already read with the envelope, then the
+/// rest of the stream chunk by chunk.
+pub(crate) struct RecvBody {
+    first: Bytes,
+    /// The stream while no read is in flight.
+    stream: Option<RecvGuard>,
+    /// The read in flight, which owns the stream meanwhile.
+    read: Option<ReadFuture>,
+    done: bool,
+    request_id: String,
+    counters: Arc<Counters>,
+    /// Keeps the request counted in flight until its body ends.
+    in_flight: Option<InFlight>,
+}
+
+impl RecvBody {
+    pub(crate) fn new(
+        first: Bytes,
+        stream: RecvGuard,
+        request_id: String,
+        counters: Arc<Counters>,
+        in_flight: InFlight,
+    ) -> Self {
+        RecvBody {
+            first,
+            stream: Some(stream),
+            read: None,
+            done: false,
+            request_id,
+            counters,
+            in_flight: Some(in_flight),
+        }
+    }
+
+    fn start_read(&mut self, mut guard: RecvGuard) {
+        let next = async move {
+            // Chunks come as the transport delivers them; their boundaries are not framing.
+            let result = guard.stream.read_chunk(usize::MAX, true).await;
+            (guard, result)
+        };
+        match &mut self.read {
+            Some(read) => read.set(next),
+            None => self.read = Some(ReusableBoxFuture::new(next)),
+        }
+    }
+
+    fn end(&mut self) {
+        self.done = true;
+        self.in_flight = None;
+    }
+}
+
+impl Body for RecvBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        if !this.first.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(mem::take(&mut this.first)))));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(guard) = this.stream.take() {
+            this.start_read(guard);
+        }
+        let Some(read) = this.read.as_mut() else {
+            // Not reachable: the stream is either here or inside the read.
+            this.end();
+            return Poll::Ready(None);
+        };
+        let (mut guard, result) = ready!(read.poll(cx));
+        match result {
+            Ok(Some(chunk)) => {
+                this.stream = Some(guard);
+                Poll::Ready(Some(Ok(Frame::data(chunk.bytes))))
+            }
+            Ok(None) => {
+                guard.done = true;
+                this.end();
+                Poll::Ready(None)
+            }
+            Err(e) => {
+                guard.done = true;
+                this.end();
+                let error = match e {
+                    ReadError::Reset(code) => BodyError::Reset {
+                        code: code.into_inner(),
+                    },
+                    ReadError::ConnectionLost(e) => BodyError::ConnectionLost(e),
+                    other => BodyError::Read(other),
+                };
+                Counters::incr(&this.counters.failures);
+                warn!(request_id = %this.request_id, "response cut off: {error}");
+                Poll::Ready(Some(Err(error)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.first.is_empty()
+    }
+}
+
+impl fmt::Debug for RecvBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecvBody")
+            .field("request_id", &self.request_id)
+            .field("buffered", &self.first.len())
+            .field("reading", &self.stream.is_none())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,206 @@
+//! The sidecar's typed configuration. The binary builds it from `mesh.toml`; this crate
+//! reads no files and no environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aimux_certs::tls::MeshTrust;
+use aimux_certs::{Identity, SpiffeId};
+use aimux_wire::Limits;
+
+use crate::error::SidecarError;
+
+/// Everything one sidecar needs: who the agent is, whom to trust, where the gateway is, and
+/// which loopback addresses stand in for which services.
+#[derive(Debug)]
+pub struct SidecarConfig {
+    /// The agent's certificate chain and key. Its SPIFFE ID (`spiffe://DOMAIN/agent/NAME`) is
+    /// the identity every request envelope claims.
+    pub identity: Identity,
+    /// The mesh CA the gateway's certificate must chain to.
+    pub trust: MeshTrust,
+    /// The gateway to keep the QUIC connection to.
+    pub gateway: GatewayTarget,
+    /// One HTTP/1.1 listener per service the agent may call.
+    pub listeners: Vec<ListenerConfig>,
+    /// An optional generic proxy listener: the destination of each request is taken from its
+    /// absolute-form URI (`HTTP_PROXY`) or its `Host` header.
+    pub proxy: Option<SocketAddr>,
+    /// Timeouts, keep-alives, backoff and envelope limits of the tunnel.
+    pub tunnel: TunnelSettings,
+}
+
+/// The gateway a sidecar connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayTarget {
+    /// Its QUIC (UDP) address.
+    pub addr: SocketAddr,
+    /// The TLS server name sent as SNI. It is not checked against the certificate: the
+    /// gateway is identified by `identity` (see `aimux_certs::tls::MeshServerVerifier`).
+    pub server_name: String,
+    /// The gateway's exact SPIFFE ID (`spiffe://DOMAIN/gateway/NAME`); any other is refused.
+    pub identity: SpiffeId,
+}
+
+/// One loopback listener standing in for one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Where the agent connects, e.g. `127.0.0.1:15002`. Must be a loopback address.
+    pub listen: SocketAddr,
+    /// The destination service of every request on this listener, e.g. `tools`.
+    pub service: String,
+}
+
+/// How the tunnel behaves. Start from [`TunnelSettings::default()`] and adjust fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TunnelSettings {
+    /// The longest a request waits for the tunnel before it is answered with 503: first for a
+    /// connection to the gateway, then for QUIC stream credit. Default 5 s.
+    pub connect_wait: Duration,
+    /// QUIC keep-alive (PING) interval, so that idle NAT and firewall bindings stay open
+    /// (RFC 9000 §10.1.2). Must be below `idle_timeout`. Default 2 s.
+    pub keep_alive: Duration,
+    /// QUIC idle timeout (RFC 9000 §10.1): a connection silent this long is dead. The peers
+    /// use the smaller of their two values. Default 10 s: a gateway that vanished without a
+    /// CONNECTION_CLOSE (killed, or its host lost) is noticed within 10 s, while a lossy WAN
+    /// path would have to lose five keep-alives in a row to trip it.
+    pub idle_timeout: Duration,
+    /// The longest one connection attempt (QUIC + TLS handshake) may take. Default 3 s, so a
+    /// gateway that does not answer is reported within `connect_wait`.
+    pub handshake_timeout: Duration,
+    /// First reconnect delay ceiling (full jitter). Default 50 ms.
+    pub backoff_initial: Duration,
+    /// Largest reconnect delay after ordinary failures. Default 2 s.
+    pub backoff_max: Duration,
+    /// Delay (with jitter, between half and all of it) after the gateway said this agent's
+    /// certificate is revoked or otherwise refused it: reconnecting sooner cannot help.
+    /// Default 30 s.
+    pub revoked_backoff: Duration,
+    /// The longest a request waits for the gateway's response envelope after its body was
+    /// sent (or after the upload last made progress). A backstop only: the gateway enforces
+    /// upstream timeouts itself (outcome `upstream_timeout`), and a dead connection is noticed
+    /// through `idle_timeout`. It is long because a non-streaming LLM call can take minutes
+    /// before its response head. Default 300 s.
+    pub response_head_timeout: Duration,
+    /// On shutdown, how long in-flight requests may take to finish before they are cut off.
+    /// Default 10 s.
+    pub shutdown_grace: Duration,
+    /// Envelope limits (SPEC.md §8), for what the sidecar sends and accepts.
+    pub limits: Limits,
+}
+
+impl Default for TunnelSettings {
+    fn default() -> Self {
+        TunnelSettings {
+            connect_wait: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            revoked_backoff: Duration::from_secs(30),
+            response_head_timeout: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl TunnelSettings {
+    /// Checks the settings against each other; the message names the setting.
+    pub(crate) fn validate(&self) -> Result<(), SidecarError> {
+        let positive = [
+            ("connect_wait", self.connect_wait),
+            ("keep_alive", self.keep_alive),
+            ("idle_timeout", self.idle_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("backoff_initial", self.backoff_initial),
+            ("backoff_max", self.backoff_max),
+            ("revoked_backoff", self.revoked_backoff),
+            ("response_head_timeout", self.response_head_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(invalid(name, "must be greater than zero".into()));
+            }
+        }
+        if self.keep_alive >= self.idle_timeout {
+            return Err(invalid(
+                "keep_alive",
+                format!(
+                    "({:?}) must be shorter than idle_timeout ({:?}), or the connection times \
+                     out between keep-alives",
+                    self.keep_alive, self.idle_timeout
+                ),
+            ));
+        }
+        if self.backoff_initial > self.backoff_max {
+            return Err(invalid(
+                "backoff_initial",
+                format!(
+                    "({:?}) must not exceed backoff_max ({:?})",
+                    self.backoff_initial, self.backoff_max
+                ),
+            ));
+        }
+        if quinn::IdleTimeout::try_from(self.idle_timeout).is_err() {
+            return Err(invalid("idle_timeout", "is too large for QUIC".into()));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(setting: &'static str, problem: String) -> SidecarError {
+    SidecarError::InvalidSetting { setting, problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let s = TunnelSettings::default();
+        s.validate().unwrap();
+        assert_eq!(s.connect_wait, Duration::from_secs(5));
+        assert_eq!(s.keep_alive, Duration::from_secs(2));
+        assert_eq!(s.idle_timeout, Duration::from_secs(10));
+        assert_eq!(s.backoff_initial, Duration::from_millis(50));
+        assert_eq!(s.backoff_max, Duration::from_secs(2));
+        assert_eq!(s.revoked_backoff, Duration::from_secs(30));
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn inconsistent_settings_are_named() {
+        let s = TunnelSettings {
+            keep_alive: Duration::from_secs(30),
+            ..TunnelSettings::default()
+        };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("keep_alive"), "{err}");
+
+        let s = TunnelSettings {
+            backoff_initial: Duration::from_secs(3),
+            ..TunnelSettings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("backoff_initial")
+        );
+
+        let s = TunnelSettings {
+            connect_wait: Duration::ZERO,
+            ..TunnelSettings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("connect_wait")
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The agent-facing HTTP/1.1 listeners on loopback.
+//!
+//! One accept task per listener; one task per TCP connection, served by hyper with
+//! keep-alive (RFC 9112 §9.3) and pipelining (§9.3.2: responses in request order, which
+//! hyper's HTTP/1 dispatcher guarantees by serving one request at a time per connection).
+//! On shutdown, accept loops stop at once, idle connections close, and connections with a
+//! request in flight finish it (hyper's graceful shutdown) until the hard stop.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, warn};
+
+use crate::error::SidecarError;
+use crate::exchange::{Shared, handle};
+use crate::proxy::Addressing;
+
+/// How long a client may take to send a request head (slow-loris bound).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause after an accept error (e.g. EMFILE), so a persistent error does not spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// A bound listener, not yet accepting.
+#[derive(Debug)]
+pub(crate) struct BoundListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    addressing: Arc<Addressing>,
+}
+
+impl BoundListener {
+    /// Binds `listen` (which must be loopback) for `addressing`.
+    pub(crate) async fn bind(
+        listen: SocketAddr,
+        addressing: Addressing,
+    ) -> Result<Self, SidecarError> {
+        let what = addressing.describe();
+        if !listen.ip().is_loopback() {
+            return Err(SidecarError::NotLoopback { listen, what });
+        }
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| SidecarError::Bind {
+                listen,
+                what: what.clone(),
+                source,
+            })?;
+        // With port 0 the OS picks; report the real address.
+        let addr = listener.local_addr().map_err(|source| SidecarError::Bind {
+            listen,
+            what,
+            source,
+        })?;
+        Ok(BoundListener {
+            listener,
+            addr,
+            addressing: Arc::new(addressing),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The service name, `None` for the proxy listener.
+    pub(crate) fn service(&self) -> Option<String> {
+        match &*self.addressing {
+            Addressing::Service(name) => Some(name.clone()),
+            Addressing::Proxy => None,
+        }
+    }
+
+    /// Accepts connections until `drain` is cancelled. Connection tasks go to `tasks`.
+    pub(crate) async fn serve(
+        self,
+        shared: Arc<Shared>,
+        tasks: TaskTracker,
+        drain: CancellationToken,
+    ) {
+        let what = self.addressing.describe();
+        debug!(listen = %self.addr, "{what} accepting");
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = drain.cancelled() => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let conn = Connection {
+                        shared: Arc::clone(&shared),
+                        addressing: Arc::clone(&self.addressing),
+                        drain: drain.clone(),
+                        hard_stop: shared.hard_stop.clone(),
+                    };
+                    tasks.spawn(conn.serve(tcp, peer));
+                }
+                Err(e) if is_per_connection(&e) => {
+                    debug!(listen = %self.addr, "accept: {e}");
+                }
+                Err(e) => {
+                    error!(listen = %self.addr, "{what}: cannot accept connections: {e}");
+                    tokio::select! {
+                        () = drain.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => {}
+                    }
+                }
+            }
+        }
+        debug!(listen = %self.addr, "{what} stopped accepting");
+    }
+}
+
+/// Errors that concern one connection only (it was reset before we accepted it).
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    addressing: Arc<Addressing>,
+    drain: CancellationToken,
+    hard_stop: CancellationToken,
+}
+
+impl Connection {
+    async fn serve(self, tcp: TcpStream, peer: SocketAddr) {
+        // Small writes (an SSE event, a short response) must leave at once.
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(%peer, "cannot set TCP_NODELAY: {e}");
+        }
+        let Connection {
+            shared,
+            addressing,
+            drain,
+            hard_stop,
+        } = self;
+        let service = service_fn(move |request| {
+            handle(Arc::clone(&shared), Arc::clone(&addressing), request)
+        });
+        let mut builder = http1::Builder::new();
+        // `pipeline_flush` stays off (hyper's default). With it on, hyper skips every flush
+        // while pipelined request bytes wait in its read buffer, and buffers the response
+        // without bound instead: a streamed (SSE) response with a request pipelined behind it
+        // would never reach the agent, and a large one would be held in memory. Pipelining
+        // works without it: hyper answers pipelined requests in order either way (tested).
+        builder
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = drain.cancelled() => {
+                // Finish the request in flight, if any, then close.
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = conn.as_mut() => result,
+                    () = hard_stop.cancelled() => {
+                        debug!(%peer, "connection cut off at the end of the shutdown grace period");
+                        return;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => {}
+            // hyper already answered 400 or 431; the agent sent something that is not HTTP/1.1.
+            Err(e) if e.is_parse() || e.is_parse_too_large() => {
+                warn!(%peer, "malformed HTTP request from the agent: {e}");
+            }
+            // The agent went away, a response body was cut off (logged where it happened), or
+            // the head did not arrive in time.
+            Err(e) => debug!(%peer, "connection ended: {e}"),
+        }
+    }
+}

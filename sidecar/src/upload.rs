@@ -1,0 +1,167 @@
+//! The request side of a request stream: the envelope, then the agent's body copied frame by
+//! frame as it arrives, then FIN.
+//!
+//! Nothing is buffered beyond the chunk in hand: `write_chunk` waits for QUIC flow control,
+//! which stops hyper reading from the agent's socket, so a body of any size streams with
+//! bounded memory. A body that ends abnormally (the agent disconnected, a malformed chunked
+//! encoding) resets the stream instead of finishing it: quinn's default on drop is FIN, which
+//! would let the gateway take a truncated body for a complete one (SPEC.md §2.3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aimux_wire::codes;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use quinn::{SendStream, VarInt, WriteError};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::fmt::app_code_name;
+
+/// A `SendStream` that is reset with `CANCELLED` if dropped before it was finished.
+#[derive(Debug)]
+pub(crate) struct SendGuard {
+    stream: SendStream,
+    done: bool,
+}
+
+impl SendGuard {
+    pub(crate) fn new(stream: SendStream) -> Self {
+        SendGuard {
+            stream,
+            done: false,
+        }
+    }
+
+    /// Writes one chunk in full (waits for flow control).
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), WriteError> {
+        self.stream.write_chunk(chunk).await
+    }
+
+    /// Ends the payload with FIN.
+    pub(crate) fn finish(mut self) {
+        self.done = true;
+        // Fails only if already finished or reset.
+        let _ = self.stream.finish();
+    }
+
+    /// Abandons the payload (RESET_STREAM, RFC 9000 §3.1) with `code`.
+    pub(crate) fn reset(&mut self, code: u32) {
+        if !self.done {
+            self.done = true;
+            let _ = self.stream.reset(VarInt::from_u32(code));
+        }
+    }
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        self.reset(codes::STREAM_CANCELLED);
+    }
+}
+
+/// Lets the request handler abandon an upload it no longer needs (the gateway refused the
+/// request, or its reply was unusable), with the stream error code to use.
+#[derive(Debug, Clone)]
+pub(crate) struct UploadAbort {
+    token: CancellationToken,
+    code: Arc<AtomicU32>,
+}
+
+impl UploadAbort {
+    /// A handle cancelled also when `parent` is (the sidecar's hard stop).
+    pub(crate) fn child_of(parent: &CancellationToken) -> Self {
+        UploadAbort {
+            token: parent.child_token(),
+            code: Arc::new(AtomicU32::new(codes::STREAM_CANCELLED)),
+        }
+    }
+
+    pub(crate) fn abort(&self, code: u32) {
+        self.code.store(code, Ordering::Relaxed);
+        self.token.cancel();
+    }
+}
+
+/// Copies the agent's body into the stream and finishes it. Runs as its own task (owned by
+/// the sidecar's task tracker) so the request body and the response body flow at once.
+///
+/// `progress` ticks each time a chunk is accepted by the stream and is dropped when the upload
+/// ends, however it ends: the response timeout runs from there (see `exchange::head_deadline`).
+pub(crate) async fn upload(
+    mut body: Incoming,
+    mut send: SendGuard,
+    abort: UploadAbort,
+    progress: watch::Sender<()>,
+    request_id: String,
+) {
+    let mut sent: u64 = 0;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = abort.token.cancelled() => {
+                let code = abort.code.load(Ordering::Relaxed);
+                send.reset(code);
+                debug!(%request_id, sent, "request body abandoned ({})", app_code_name(code.into()));
+                return;
+            }
+            frame = body.frame() => frame,
+        };
+        let chunk = match frame {
+            None => {
+                send.finish();
+                debug!(%request_id, sent, "request body sent");
+                return;
+            }
+            Some(Err(e)) => {
+                send.reset(codes::STREAM_CANCELLED);
+                debug!(%request_id, sent, "the agent's request body failed: {e}");
+                return;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(chunk) => chunk,
+                Err(_trailers) => {
+                    // The envelope has no trailer field yet; HTTP/1.1 chunked trailers are
+                    // rare and optional to forward (RFC 9110 §6.5.1).
+                    debug!(%request_id, "dropping request trailers");
+                    continue;
+                }
+            },
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        let len = chunk.len() as u64;
+        let written = tokio::select! {
+            biased;
+            () = abort.token.cancelled() => continue,
+            written = send.write(chunk) => written,
+        };
+        match written {
+            Ok(()) => {
+                sent = sent.saturating_add(len);
+                progress.send_replace(());
+            }
+            Err(WriteError::Stopped(code)) => {
+                // The gateway does not want (the rest of) the body, e.g. it refused the
+                // request; its response says why. quinn answers STOP_SENDING with a reset.
+                send.done = true;
+                debug!(
+                    %request_id,
+                    sent,
+                    "the gateway stopped the request body ({})",
+                    app_code_name(code.into_inner())
+                );
+                return;
+            }
+            Err(e) => {
+                send.done = true;
+                debug!(%request_id, sent, "request body not sent: {e}");
+                return;
+            }
+        }
+    }
+}

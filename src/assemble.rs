@@ -1,0 +1,151 @@
+//! From the validated mesh file to the typed configurations of the gateway and sidecar
+//! libraries: certificates loaded, built-in demo upstreams started and given addresses.
+
+use std::collections::HashMap;
+
+use aimux_certs::tls::MeshTrust;
+use aimux_certs::{Identity, SpiffeId, WorkloadName};
+use aimux_gateway as gw;
+use aimux_sidecar as sc;
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::demo;
+use crate::mesh::{self, Mesh, Upstream};
+
+fn trust(mesh: &Mesh) -> anyhow::Result<MeshTrust> {
+    let ca = mesh.certs_dir.join("ca.crt");
+    let trust =
+        MeshTrust::load(&ca).with_context(|| format!("loading the mesh CA {}", ca.display()))?;
+    if trust.trust_domain().as_str() != mesh.trust_domain {
+        anyhow::bail!(
+            "{} is the CA of trust domain {}, but the mesh file says {}",
+            ca.display(),
+            trust.trust_domain(),
+            mesh.trust_domain
+        );
+    }
+    Ok(trust)
+}
+
+/// The gateway's configuration. Built-in upstreams are started here, on `tasks`, and stop
+/// with `shutdown`.
+pub(crate) async fn gateway(
+    mesh: &Mesh,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<gw::GatewayConfig> {
+    let g = &mesh.gateway;
+    let identity = Identity::load(&g.cert, &g.key)
+        .with_context(|| format!("loading the gateway certificate {}", g.cert.display()))?;
+    let mut builtins = HashMap::new();
+    let mut services = Vec::new();
+    for service in &mesh.services {
+        let mut upstreams = Vec::new();
+        for upstream in &service.upstreams {
+            let url = match upstream {
+                Upstream::Url(url) => url.clone(),
+                Upstream::Builtin(b) => {
+                    let addr = match builtins.get(b) {
+                        Some(addr) => *addr,
+                        None => {
+                            let running = demo::start(*b, shutdown.clone(), tasks).await?;
+                            builtins.insert(*b, running.addr);
+                            running.addr
+                        }
+                    };
+                    format!("http://{addr}")
+                }
+            };
+            upstreams.push(
+                url.parse::<http::Uri>()
+                    .with_context(|| format!("upstream {url}"))?,
+            );
+        }
+        services.push(gw::ServiceConfig {
+            name: service.name.clone(),
+            upstreams,
+            protocol: match service.protocol {
+                mesh::UpstreamProtocol::Http1 => gw::UpstreamProtocol::Http1,
+                mesh::UpstreamProtocol::Http2 => gw::UpstreamProtocol::Http2,
+                mesh::UpstreamProtocol::Http3 => gw::UpstreamProtocol::Http3,
+            },
+        });
+    }
+    Ok(gw::GatewayConfig {
+        trust: trust(mesh)?,
+        quic: Some(gw::QuicConfig {
+            listen: g.quic,
+            identity,
+            crl_path: mesh.certs_dir.join("crl.pem"),
+            max_streams_per_connection: g.max_streams_per_connection,
+        }),
+        dev_http: g.dev_http,
+        admin: g.admin,
+        services,
+        routes: mesh
+            .routes
+            .iter()
+            .map(|r| gw::RouteConfig {
+                name: r.name.clone(),
+                service: r.service.clone(),
+                intent: r.intent.clone(),
+                path: r.path.clone(),
+                to: r.to.clone(),
+            })
+            .collect(),
+        access: mesh
+            .access
+            .iter()
+            .map(|a| gw::AccessRuleConfig {
+                from: a.from.clone(),
+                to: a.to.clone(),
+                intents: a.intents.clone(),
+                action: match a.action {
+                    mesh::Action::Allow => gw::Action::Allow,
+                    mesh::Action::Deny => gw::Action::Deny,
+                },
+            })
+            .collect(),
+        timeouts: gw::Timeouts::default(),
+    })
+}
+
+/// The sidecar configuration of agent `name`.
+pub(crate) fn sidecar(mesh: &Mesh, name: &str) -> anyhow::Result<sc::SidecarConfig> {
+    let Some(agent) = mesh.agents.iter().find(|a| a.name == name) else {
+        let names: Vec<&str> = mesh.agents.iter().map(|a| a.name.as_str()).collect();
+        anyhow::bail!(
+            "the mesh file has no agent `{name}`; its agents are: {}",
+            names.join(", ")
+        );
+    };
+    let identity = Identity::load(&agent.cert, &agent.key).with_context(|| {
+        format!(
+            "loading the certificate of agent `{name}` ({})",
+            agent.cert.display()
+        )
+    })?;
+    let trust = trust(mesh)?;
+    let gateway_name = WorkloadName::new(&mesh.gateway.name)?;
+    Ok(sc::SidecarConfig {
+        identity,
+        gateway: sc::GatewayTarget {
+            addr: mesh.gateway.connect,
+            server_name: mesh.gateway.server_name.clone(),
+            identity: SpiffeId::gateway(trust.trust_domain(), &gateway_name),
+        },
+        trust,
+        listeners: agent
+            .listeners
+            .iter()
+            .map(|l| sc::ListenerConfig {
+                listen: l.listen,
+                service: l.service.clone(),
+            })
+            .collect(),
+        proxy: agent.proxy,
+        tunnel: sc::TunnelSettings::default(),
+    })
+}
