@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::load::LoadResult;
 use crate::report::Summary;
 use crate::scenario::{Measured, ProxyUsage};
 
@@ -56,7 +57,13 @@ pub struct ScenarioSummary {
 }
 
 pub fn summarise(name: &str, runs: &[Measured]) -> ScenarioSummary {
-    let summaries: Vec<Summary> = runs.iter().map(|m| Summary::new(name, &m.result)).collect();
+    let pairs: Vec<(&LoadResult, &[ProxyUsage])> = runs.iter().map(|m| (&m.result, m.proxies.as_slice())).collect();
+    summarise_runs(name, &pairs)
+}
+
+/// The same from `(latency, proxy usage)` pairs, one per repetition.
+pub fn summarise_runs(name: &str, runs: &[(&LoadResult, &[ProxyUsage])]) -> ScenarioSummary {
+    let summaries: Vec<Summary> = runs.iter().map(|(r, _)| Summary::new(name, r)).collect();
     let ms = |p: f64| -> Vec<f64> {
         summaries
             .iter()
@@ -65,14 +72,14 @@ pub fn summarise(name: &str, runs: &[Measured]) -> ScenarioSummary {
     };
     let roles: Vec<String> = runs
         .first()
-        .map(|m| m.proxies.iter().map(|p| p.role.clone()).collect())
+        .map(|(_, p)| p.iter().map(|p| p.role.clone()).collect())
         .unwrap_or_default();
     let proxies = roles
         .iter()
         .map(|role| {
             let usage: Vec<&ProxyUsage> = runs
                 .iter()
-                .flat_map(|m| m.proxies.iter().filter(|p| &p.role == role))
+                .flat_map(|(_, p)| p.iter().filter(|p| &p.role == role))
                 .collect();
             let cpu: Vec<f64> = usage.iter().map(|u| u.cpu_us_per_request).collect();
             let rss: Vec<f64> = usage.iter().map(|u| u.peak_rss_mb).collect();

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimux_bench::load::{self, HttpVersion, LoadConfig, Mode, Progress};
+use aimux_bench::netem::LinkProfile;
+use aimux_bench::scenario::wan::{self, Tunnel, WanCase, WanSettings};
 use aimux_bench::scenario::{Bench, Scenario, ScenarioError, upstream::Upstream};
 use aimux_bench::{compare, plot, progress, report};
 use anyhow::Context as _;
@@ -29,6 +31,55 @@ enum Command {
     /// Start each scenario's proxies (direct, gateway dev mode, sidecar → QUIC → gateway,
     /// nginx) against one upstream and measure them side by side, repeatedly.
     Run(RunArgs),
+    /// Over an emulated WAN link (network namespaces, needs root): small-request latency
+    /// through the QUIC and the HTTP/2-over-TCP tunnels, with and without a bulk transfer.
+    Wan(WanArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct WanArgs {
+    /// Loss percentages to run (random loss, both directions)
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 1.0, 2.0, 5.0])]
+    loss: Vec<f32>,
+    /// Round-trip time in milliseconds
+    #[arg(long, default_value_t = 50)]
+    rtt_ms: u64,
+    /// Link rate in Mbit/s
+    #[arg(long, default_value_t = 20)]
+    rate_mbit: u64,
+    /// Bottleneck buffer in KiB
+    #[arg(long, default_value_t = 128)]
+    buffer_kib: usize,
+    /// Tunnels to compare
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![Tunnel::Quic, Tunnel::H2])]
+    tunnels: Vec<Tunnel>,
+    /// Run each case without (`off`), with (`on`) or both ways (`both`) a bulk download alongside
+    #[arg(long, default_value = "both", value_parser = ["off", "on", "both"])]
+    bulk: String,
+    /// Size of each bulk download in MiB
+    #[arg(long, default_value_t = 16)]
+    bulk_mib: u64,
+    /// Small requests per second
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Connections for the small requests
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Measured seconds per case
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Warm-up seconds per case
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Repetitions of every case
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// The aimux binary [default: `aimux` next to this binary]
+    #[arg(long, value_name = "PATH")]
+    aimux: Option<PathBuf>,
+    /// Directory for wan.md, wan.json and .hgrm files
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +160,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Load(args) => load_command(args),
         Command::Run(args) => run_command(args),
+        Command::Wan(args) => wan_command(args),
     }
 }
 
@@ -283,4 +335,86 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("aimux-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+fn wan_command(args: WanArgs) -> anyhow::Result<()> {
+    let aimux = match args.aimux {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("aimux"),
+    };
+    let scratch = tempfile_dir()?;
+    let link = LinkProfile::rtt(Duration::from_millis(args.rtt_ms))
+        .with_rate(args.rate_mbit * 1_000_000, args.buffer_kib * 1024);
+    let settings = WanSettings {
+        aimux,
+        scratch: scratch.clone(),
+        link,
+        load: LoadConfig {
+            url: "http://127.0.0.1:1/".parse()?,
+            mode: Mode::Open { rate: args.rate },
+            connections: args.connections,
+            duration: Duration::from_secs_f64(args.duration),
+            warmup: Duration::from_secs_f64(args.warmup),
+            body_size: 1024,
+            http: HttpVersion::Http1,
+            timeout: Duration::from_secs(30),
+            headers: Vec::new(),
+        },
+        bulk_bytes: args.bulk_mib * 1024 * 1024,
+    };
+    let bulks: &[bool] = match args.bulk.as_str() {
+        "off" => &[false],
+        "on" => &[true],
+        _ => &[false, true],
+    };
+    let mut cases = Vec::new();
+    for loss in &args.loss {
+        for bulk in bulks {
+            for tunnel in &args.tunnels {
+                cases.push(WanCase { profile_loss_percent: *loss, bulk: *bulk, tunnel: *tunnel });
+            }
+        }
+    }
+    let mut results: Vec<(WanCase, Vec<wan::WanMeasured>)> = cases.iter().map(|c| (*c, Vec::new())).collect();
+    let mut run = 0;
+    for round in 1..=args.repeat {
+        for (case, measured) in &mut results {
+            run += 1;
+            let counters = Arc::new(Progress::default());
+            let label = format!("{} #{round}", case.name());
+            let total = settings.load.duration + settings.load.warmup;
+            let m = progress::with_bar(&label, total, &counters, || wan::measure(&settings, *case, run, &counters))
+                .with_context(|| format!("WAN case {}", case.name()))?;
+            measured.push(m);
+        }
+    }
+    let summaries: Vec<compare::ScenarioSummary> = results
+        .iter()
+        .map(|(case, runs)| {
+            let pairs: Vec<(&load::LoadResult, &[aimux_bench::scenario::ProxyUsage])> =
+                runs.iter().map(|m| (&m.result, m.proxies.as_slice())).collect();
+            compare::summarise_runs(&case.name(), &pairs)
+        })
+        .collect();
+    let mut table = format!("link: {}\n\n", settings.link);
+    table.push_str(&compare::markdown(&summaries));
+    table.push_str("\n| case | bulk Mbit/s (median) |\n|---|---|\n");
+    for (case, runs) in results.iter().filter(|(c, _)| c.bulk) {
+        let rates: Vec<f64> = runs.iter().map(|m| m.bulk_mbit_per_s).collect();
+        table.push_str(&format!("| {} | {:.2} |\n", case.name(), compare::Spread::of(&rates).median));
+    }
+    print!("{table}");
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("wan.md"), &table)?;
+        std::fs::write(dir.join("wan.json"), serde_json::to_string_pretty(&summaries)?)?;
+        for (case, runs) in &results {
+            if let Some(m) = runs.first() {
+                let name = case.name().replace([' ', '%', '+'], "_");
+                std::fs::write(dir.join(format!("wan-{name}.hgrm")), report::hgrm(&m.result.corrected))?;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }

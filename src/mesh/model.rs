@@ -27,7 +27,10 @@ pub(crate) struct Gateway {
     pub(crate) name: String,
     /// UDP address the QUIC listener binds.
     pub(crate) quic: SocketAddr,
-    /// Address sidecars dial (differs from `quic` when that is a wildcard address).
+    /// TCP address of the HTTP/2-over-mutual-TLS tunnel listener, for agents whose network
+    /// blocks UDP (`transport = "h2"`).
+    pub(crate) h2: Option<SocketAddr>,
+    /// Address sidecars dial for QUIC (differs from `quic` when that is a wildcard address).
     pub(crate) connect: SocketAddr,
     /// TLS server name sidecars send (SNI); the certificate must carry it.
     pub(crate) server_name: String,
@@ -45,8 +48,38 @@ pub(crate) struct Agent {
     pub(crate) listeners: Vec<Listener>,
     /// Generic listener for proxy-style (`HTTP_PROXY`) and Host-addressed requests.
     pub(crate) proxy: Option<SocketAddr>,
+    /// How the sidecar reaches the gateway.
+    pub(crate) transport: Transport,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+}
+
+/// The tunnel between a sidecar and the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Mutual-TLS QUIC (UDP): one stream per request, no head-of-line blocking.
+    Quic,
+    /// HTTP/2 over mutual TLS over TCP: the fallback where UDP is blocked.
+    H2,
+}
+
+impl Transport {
+    pub(crate) const ALL: [(&'static str, Transport); 2] =
+        [("quic", Transport::Quic), ("h2", Transport::H2)];
+}
+
+impl Gateway {
+    /// The TCP address sidecars dial for the HTTP/2 tunnel: the `h2` listener, or, when that
+    /// is a wildcard address, the `connect` IP with the `h2` port.
+    pub(crate) fn h2_connect(&self) -> Option<SocketAddr> {
+        self.h2.map(|h2| {
+            if h2.ip().is_unspecified() {
+                SocketAddr::new(self.connect.ip(), h2.port())
+            } else {
+                h2
+            }
+        })
+    }
 }
 
 /// A loopback listener of a sidecar that stands in for one service.

@@ -20,6 +20,7 @@ pub(crate) struct RawMesh {
 pub(crate) struct RawGateway {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) quic: Spanned<String>,
+    pub(crate) h2: Option<Spanned<String>>,
     pub(crate) connect: Option<Spanned<String>>,
     pub(crate) server_name: Option<Spanned<String>>,
     pub(crate) dev_http: Option<Spanned<String>>,
@@ -37,6 +38,7 @@ pub(crate) struct RawAgent {
     #[serde(default)]
     pub(crate) listeners: Vec<Spanned<RawListener>>,
     pub(crate) proxy: Option<Spanned<String>>,
+    pub(crate) transport: Option<Spanned<String>>,
     pub(crate) cert: Option<Spanned<String>>,
     pub(crate) key: Option<Spanned<String>>,
 }

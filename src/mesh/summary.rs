@@ -20,6 +20,9 @@ impl fmt::Display for Mesh {
             "gateway       {} on {} (QUIC; sidecars dial {} as {}, ≤{} streams per connection)",
             g.name, g.quic, g.connect, g.server_name, g.max_streams_per_connection
         )?;
+        if let Some(addr) = g.h2 {
+            writeln!(f, "              HTTP/2 tunnel on {addr} (TCP, mutual TLS)")?;
+        }
         if let Some(addr) = g.dev_http {
             writeln!(
                 f,
@@ -36,9 +39,13 @@ impl fmt::Display for Mesh {
             g.key.display()
         )?;
         for a in &self.agents {
+            let transport = match a.transport {
+                Transport::Quic => "QUIC",
+                Transport::H2 => "HTTP/2 over TLS",
+            };
             writeln!(
                 f,
-                "agent         {} (certificate {}, key {})",
+                "agent         {} over {transport} (certificate {}, key {})",
                 a.name,
                 a.cert.display(),
                 a.key.display()

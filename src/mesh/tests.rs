@@ -336,3 +336,35 @@ fn certificates_must_exist_unless_bootstrapped() {
     }
     assert_eq!(mistakes_in(&src, dir.path()), Vec::new());
 }
+
+#[test]
+fn h2_transport_needs_a_gateway_h2_listener() {
+    let src = MINIMAL.replace("name = \"alice\"", "name = \"alice\"\ntransport = \"h2\"");
+    let found = mistakes(&src);
+    assert_mistake(
+        &found,
+        line_of(&src, "transport"),
+        "uses the h2 transport",
+        "h2 = ",
+    );
+
+    let fixed = src.replace(
+        "quic = \"127.0.0.1:4433\"",
+        "quic = \"0.0.0.0:4433\"\nh2 = \"0.0.0.0:4443\"\nconnect = \"192.0.2.1:4433\"",
+    );
+    let mesh = validate::parse(&fixed, Path::new(".")).unwrap();
+    assert_eq!(mesh.agents[0].transport, Transport::H2);
+    // A wildcard h2 listener is dialled at the connect IP.
+    assert_eq!(
+        mesh.gateway.h2_connect().unwrap().to_string(),
+        "192.0.2.1:4443"
+    );
+
+    let bad = MINIMAL.replace("name = \"alice\"", "name = \"alice\"\ntransport = \"tcp\"");
+    assert_mistake(
+        &mistakes(&bad),
+        line_of(&bad, "transport"),
+        "unknown transport `tcp`",
+        "`quic`, `h2`",
+    );
+}

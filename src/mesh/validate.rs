@@ -86,11 +86,13 @@ impl Checker {
         let service_names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
         let mut listens = HashMap::new();
         let gateway = self.gateway(raw_gateway?, &certs_dir, bootstrap_certs, &mut listens);
+        let gateway_has_h2 = gateway.as_ref().is_some_and(|g| g.h2.is_some());
         let agents = self.agents(
             raw_agents,
             &service_names,
             &certs_dir,
             bootstrap_certs,
+            gateway_has_h2,
             &mut listens,
         );
         let agent_names: HashSet<&str> = agents.iter().map(|a| a.name.as_str()).collect();
@@ -232,6 +234,10 @@ impl Checker {
             }
             (None, q) => q,
         };
+        let h2 = raw
+            .h2
+            .as_ref()
+            .and_then(|a| self.socket_addr(a, "gateway `h2`"));
         let dev_http = raw
             .dev_http
             .as_ref()
@@ -241,6 +247,7 @@ impl Checker {
             .as_ref()
             .and_then(|a| self.socket_addr(a, "gateway `admin`"));
         for (addr, what, spanned) in [
+            (h2, "gateway h2", &raw.h2),
             (dev_http, "gateway dev_http", &raw.dev_http),
             (admin, "gateway admin", &raw.admin),
         ] {
@@ -287,6 +294,7 @@ impl Checker {
         Some(Gateway {
             name,
             quic: quic?,
+            h2,
             connect: connect_addr,
             server_name,
             dev_http,
@@ -303,6 +311,7 @@ impl Checker {
         services: &HashSet<&str>,
         certs_dir: &Path,
         bootstrap: bool,
+        gateway_has_h2: bool,
         listens: &mut HashMap<SocketAddr, String>,
     ) -> Vec<Agent> {
         let mut seen = HashMap::new();
@@ -340,6 +349,22 @@ impl Checker {
                     "add `listeners = [{ listen = \"127.0.0.1:15001\", service = \"echo\" }]` or `proxy = \"127.0.0.1:15080\"`",
                 );
             }
+            let transport = match &raw.transport {
+                None => Transport::Quic,
+                Some(t) => {
+                    let transport = self
+                        .one_of(t, "transport", &Transport::ALL)
+                        .unwrap_or(Transport::Quic);
+                    if transport == Transport::H2 && !gateway_has_h2 {
+                        self.error_hint(
+                            t.span(),
+                            format!("agent `{name}` uses the h2 transport, but the gateway has no `h2` listener"),
+                            "add `h2 = \"127.0.0.1:4443\"` (a TCP address) to [gateway], or use transport = \"quic\"",
+                        );
+                    }
+                    transport
+                }
+            };
             let (cert, key) = self.cert_paths(&raw.cert, &raw.key, certs_dir, &name);
             let at = raw.cert.as_ref().unwrap_or(&raw.name).span();
             let owner = CertOwner {
@@ -353,6 +378,7 @@ impl Checker {
                 name,
                 listeners,
                 proxy,
+                transport,
                 cert,
                 key,
             });

@@ -6,6 +6,7 @@
 pub mod procstat;
 mod setup;
 pub mod upstream;
+pub mod wan;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +29,9 @@ pub enum Scenario {
     Quic,
     /// → nginx reverse proxy → upstream (baseline; needs nginx installed).
     Nginx,
+    /// → sidecar → HTTP/2 over mutual TLS over TCP → gateway → upstream (the design of
+    /// Istio's ambient mode, in the same processes as the QUIC path).
+    H2,
 }
 
 impl Scenario {
@@ -44,6 +48,7 @@ impl Scenario {
             Scenario::Dev => "gateway-dev",
             Scenario::Quic => "sidecar-quic-gateway",
             Scenario::Nginx => "nginx",
+            Scenario::H2 => "sidecar-h2-gateway",
         }
     }
 }
@@ -106,8 +111,9 @@ impl Bench {
                 processes: Vec::new(),
             }),
             Scenario::Nginx => nginx(&self.scratch, upstream),
-            Scenario::Dev | Scenario::Quic => {
-                let files = mesh_files(aimux, &self.scratch, upstream, "quic")?;
+            Scenario::Dev | Scenario::Quic | Scenario::H2 => {
+                let transport = if scenario == Scenario::H2 { "h2" } else { "quic" };
+                let files = mesh_files(aimux, &self.scratch, upstream, transport)?;
                 let config = files.config.to_string_lossy().into_owned();
                 let log = |n: &str| self.scratch.join(format!("{}-{n}.log", scenario.name()));
                 let gateway = spawn(aimux, &["gateway", "--config", &config], &log("gateway"))?;
@@ -199,7 +205,7 @@ impl Bench {
 }
 
 /// The proxies connect in the background; a few single requests until one succeeds.
-fn wait_until_serving(config: &LoadConfig) -> Result<(), ScenarioError> {
+pub(crate) fn wait_until_serving(config: &LoadConfig) -> Result<(), ScenarioError> {
     let probe = LoadConfig {
         mode: Mode::Closed,
         connections: 1,

@@ -65,41 +65,26 @@ pub(crate) struct MeshFiles {
     pub(crate) listener: SocketAddr,
 }
 
-pub(crate) fn mesh_files(
-    aimux_bin: &Path,
-    dir: &Path,
-    upstream: SocketAddr,
-    transport: &str,
-) -> Result<MeshFiles, ScenarioError> {
+/// Creates the bench PKI in `dir/pki` once: a CA, the gateway (with `ips` as IP SANs
+/// besides 127.0.0.1) and the agent `bench`.
+pub(crate) fn ensure_pki(aimux_bin: &Path, dir: &Path, ips: &[&str]) -> Result<(), ScenarioError> {
     let pki = dir.join("pki");
-    if !pki.join("ca.crt").exists() {
-        let d = pki
-            .to_str()
-            .ok_or_else(|| ScenarioError::Setup("non-UTF-8 scratch path".into()))?;
-        aimux(
-            aimux_bin,
-            &["certs", "init", "--dir", d, "--trust-domain", "bench.local"],
-        )?;
-        aimux(
-            aimux_bin,
-            &[
-                "certs",
-                "issue",
-                "--dir",
-                d,
-                "--name",
-                "gateway",
-                "--gateway",
-                "--ip",
-                "127.0.0.1",
-            ],
-        )?;
-        aimux(
-            aimux_bin,
-            &["certs", "issue", "--dir", d, "--name", "bench"],
-        )?;
+    if pki.join("ca.crt").exists() {
+        return Ok(());
     }
-    let (quic, dev_http, listener) = (free_udp()?, free_tcp()?, free_tcp()?);
+    let d = pki.to_str().ok_or_else(|| ScenarioError::Setup("non-UTF-8 scratch path".into()))?;
+    aimux(aimux_bin, &["certs", "init", "--dir", d, "--trust-domain", "bench.local"])?;
+    let mut gateway = vec!["certs", "issue", "--dir", d, "--name", "gateway", "--gateway", "--ip", "127.0.0.1"];
+    for ip in ips {
+        gateway.extend(["--ip", ip]);
+    }
+    aimux(aimux_bin, &gateway)?;
+    aimux(aimux_bin, &["certs", "issue", "--dir", d, "--name", "bench"])
+}
+
+pub(crate) fn mesh_files(aimux_bin: &Path, dir: &Path, upstream: SocketAddr, transport: &str) -> Result<MeshFiles, ScenarioError> {
+    ensure_pki(aimux_bin, dir, &[])?;
+    let (quic, h2, dev_http, listener) = (free_udp()?, free_tcp()?, free_tcp()?, free_tcp()?);
     let transport_line = if transport == "quic" {
         String::new()
     } else {
@@ -112,11 +97,12 @@ certs = "pki"
 
 [gateway]
 quic = "{quic}"
+h2 = "{h2}"
 dev_http = "{dev_http}"
-{transport_line}
+
 [[agent]]
 name = "bench"
-listeners = [{{ listen = "{listener}", service = "upstream" }}]
+{transport_line}listeners = [{{ listen = "{listener}", service = "upstream" }}]
 
 [[service]]
 name = "upstream"
@@ -137,17 +123,21 @@ to = ["upstream"]
 }
 
 pub(crate) fn spawn(program: &Path, args: &[&str], log: &Path) -> Result<Child, ScenarioError> {
+    let mut command = Command::new(program);
+    command.args(args);
+    spawn_command(command, log)
+}
+
+/// Starts `command` with its output in `log` and quiet logging.
+pub(crate) fn spawn_command(mut command: Command, log: &Path) -> Result<Child, ScenarioError> {
     let file = std::fs::File::create(log)?;
-    Command::new(program)
-        .args(args)
+    let what = format!("{:?}", command.get_program());
+    command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::from(file.try_clone()?))
         .stderr(Stdio::from(file))
         .spawn()
-        .map_err(|source| ScenarioError::Spawn {
-            what: program.display().to_string(),
-            source,
-        })
+        .map_err(|source| ScenarioError::Spawn { what, source })
 }
 
 /// Waits until `addr` accepts TCP connections.

@@ -1,11 +1,15 @@
 //! The upstream every scenario talks to: a hyper HTTP/1.1 + HTTP/2 server on its own
-//! runtime thread that answers each request with its body (a 1 KiB POST gets 1 KiB back).
+//! runtime thread that answers each request with its body (a 1 KiB POST gets 1 KiB back),
+//! and `GET /bulk?len=N` with N bytes streamed in 64 KiB chunks (the bulk transfer of the
+//! WAN scenarios).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Full};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::Response;
+use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::sync::oneshot;
@@ -45,18 +49,8 @@ impl Upstream {
                         };
                         let _ = stream.set_nodelay(true);
                         tokio::spawn(async move {
-                            let service = hyper::service::service_fn(
-                                |req: hyper::Request<hyper::body::Incoming>| async move {
-                                    let body = req
-                                        .into_body()
-                                        .collect()
-                                        .await
-                                        .map(|b| b.to_bytes())
-                                        .unwrap_or_default();
-                                    Ok::<_, Infallible>(Response::new(Full::new(body)))
-                                },
-                            );
-                            let _ = auto::Builder::new(TokioExecutor::new())
+                            let service = hyper::service::service_fn(respond);
+                        let _ = auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await;
                         });
@@ -69,6 +63,38 @@ impl Upstream {
             thread: Some(thread),
         })
     }
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest bulk response, so a typo cannot ask for an endless stream.
+const MAX_BULK: u64 = 1 << 34;
+const CHUNK: usize = 64 * 1024;
+
+async fn respond(req: hyper::Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/bulk" {
+        let len = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("len="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(MAX_BULK);
+        let chunk = Bytes::from(vec![0u8; CHUNK]);
+        let chunks = futures_util::stream::unfold(len, move |left| {
+            let chunk = chunk.clone();
+            async move {
+                if left == 0 {
+                    return None;
+                }
+                let n = left.min(CHUNK as u64);
+                Some((Ok(Frame::data(chunk.slice(..n as usize))), left - n))
+            }
+        });
+        return Ok(Response::new(BodyExt::boxed(StreamBody::new(chunks))));
+    }
+    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    Ok(Response::new(BodyExt::boxed(Full::new(body))))
 }
 
 impl Drop for Upstream {
