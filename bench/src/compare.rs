@@ -57,7 +57,10 @@ pub struct ScenarioSummary {
 }
 
 pub fn summarise(name: &str, runs: &[Measured]) -> ScenarioSummary {
-    let pairs: Vec<(&LoadResult, &[ProxyUsage])> = runs.iter().map(|m| (&m.result, m.proxies.as_slice())).collect();
+    let pairs: Vec<(&LoadResult, &[ProxyUsage])> = runs
+        .iter()
+        .map(|m| (&m.result, m.proxies.as_slice()))
+        .collect();
     summarise_runs(name, &pairs)
 }
 

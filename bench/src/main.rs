@@ -371,11 +371,16 @@ fn wan_command(args: WanArgs) -> anyhow::Result<()> {
     for loss in &args.loss {
         for bulk in bulks {
             for tunnel in &args.tunnels {
-                cases.push(WanCase { profile_loss_percent: *loss, bulk: *bulk, tunnel: *tunnel });
+                cases.push(WanCase {
+                    profile_loss_percent: *loss,
+                    bulk: *bulk,
+                    tunnel: *tunnel,
+                });
             }
         }
     }
-    let mut results: Vec<(WanCase, Vec<wan::WanMeasured>)> = cases.iter().map(|c| (*c, Vec::new())).collect();
+    let mut results: Vec<(WanCase, Vec<wan::WanMeasured>)> =
+        cases.iter().map(|c| (*c, Vec::new())).collect();
     let mut run = 0;
     for round in 1..=args.repeat {
         for (case, measured) in &mut results {
@@ -383,16 +388,20 @@ fn wan_command(args: WanArgs) -> anyhow::Result<()> {
             let counters = Arc::new(Progress::default());
             let label = format!("{} #{round}", case.name());
             let total = settings.load.duration + settings.load.warmup;
-            let m = progress::with_bar(&label, total, &counters, || wan::measure(&settings, *case, run, &counters))
-                .with_context(|| format!("WAN case {}", case.name()))?;
+            let m = progress::with_bar(&label, total, &counters, || {
+                wan::measure(&settings, *case, run, &counters)
+            })
+            .with_context(|| format!("WAN case {}", case.name()))?;
             measured.push(m);
         }
     }
     let summaries: Vec<compare::ScenarioSummary> = results
         .iter()
         .map(|(case, runs)| {
-            let pairs: Vec<(&load::LoadResult, &[aimux_bench::scenario::ProxyUsage])> =
-                runs.iter().map(|m| (&m.result, m.proxies.as_slice())).collect();
+            let pairs: Vec<(&load::LoadResult, &[aimux_bench::scenario::ProxyUsage])> = runs
+                .iter()
+                .map(|m| (&m.result, m.proxies.as_slice()))
+                .collect();
             compare::summarise_runs(&case.name(), &pairs)
         })
         .collect();
@@ -401,17 +410,27 @@ fn wan_command(args: WanArgs) -> anyhow::Result<()> {
     table.push_str("\n| case | bulk Mbit/s (median) |\n|---|---|\n");
     for (case, runs) in results.iter().filter(|(c, _)| c.bulk) {
         let rates: Vec<f64> = runs.iter().map(|m| m.bulk_mbit_per_s).collect();
-        table.push_str(&format!("| {} | {:.2} |\n", case.name(), compare::Spread::of(&rates).median));
+        table.push_str(&format!(
+            "| {} | {:.2} |\n",
+            case.name(),
+            compare::Spread::of(&rates).median
+        ));
     }
     print!("{table}");
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("wan.md"), &table)?;
-        std::fs::write(dir.join("wan.json"), serde_json::to_string_pretty(&summaries)?)?;
+        std::fs::write(
+            dir.join("wan.json"),
+            serde_json::to_string_pretty(&summaries)?,
+        )?;
         for (case, runs) in &results {
             if let Some(m) = runs.first() {
                 let name = case.name().replace([' ', '%', '+'], "_");
-                std::fs::write(dir.join(format!("wan-{name}.hgrm")), report::hgrm(&m.result.corrected))?;
+                std::fs::write(
+                    dir.join(format!("wan-{name}.hgrm")),
+                    report::hgrm(&m.result.corrected),
+                )?;
             }
         }
     }

@@ -220,7 +220,15 @@ impl SendError {
 async fn send(sender: &mut Sender, plan: &Plan, body: Bytes) -> Result<(), SendError> {
     let method = if body.is_empty() { "GET" } else { "POST" };
     let mut builder = hyper::Request::builder().method(method);
+    // A `host` among the configured headers replaces the URL's (e.g. the dev-mode gateway
+    // routes on Host); two Host fields would be a malformed request.
+    let custom_host = plan
+        .config
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("host"));
     builder = match sender {
+        Sender::H1(_) if custom_host => builder.uri(plan.target.path.as_str()),
         Sender::H1(_) => builder
             .uri(plan.target.path.as_str())
             .header("host", plan.target.authority.as_str()),

@@ -112,7 +112,11 @@ impl Bench {
             }),
             Scenario::Nginx => nginx(&self.scratch, upstream),
             Scenario::Dev | Scenario::Quic | Scenario::H2 => {
-                let transport = if scenario == Scenario::H2 { "h2" } else { "quic" };
+                let transport = if scenario == Scenario::H2 {
+                    "h2"
+                } else {
+                    "quic"
+                };
                 let files = mesh_files(aimux, &self.scratch, upstream, transport)?;
                 let config = files.config.to_string_lossy().into_owned();
                 let log = |n: &str| self.scratch.join(format!("{}-{n}.log", scenario.name()));

@@ -72,17 +72,40 @@ pub(crate) fn ensure_pki(aimux_bin: &Path, dir: &Path, ips: &[&str]) -> Result<(
     if pki.join("ca.crt").exists() {
         return Ok(());
     }
-    let d = pki.to_str().ok_or_else(|| ScenarioError::Setup("non-UTF-8 scratch path".into()))?;
-    aimux(aimux_bin, &["certs", "init", "--dir", d, "--trust-domain", "bench.local"])?;
-    let mut gateway = vec!["certs", "issue", "--dir", d, "--name", "gateway", "--gateway", "--ip", "127.0.0.1"];
+    let d = pki
+        .to_str()
+        .ok_or_else(|| ScenarioError::Setup("non-UTF-8 scratch path".into()))?;
+    aimux(
+        aimux_bin,
+        &["certs", "init", "--dir", d, "--trust-domain", "bench.local"],
+    )?;
+    let mut gateway = vec![
+        "certs",
+        "issue",
+        "--dir",
+        d,
+        "--name",
+        "gateway",
+        "--gateway",
+        "--ip",
+        "127.0.0.1",
+    ];
     for ip in ips {
         gateway.extend(["--ip", ip]);
     }
     aimux(aimux_bin, &gateway)?;
-    aimux(aimux_bin, &["certs", "issue", "--dir", d, "--name", "bench"])
+    aimux(
+        aimux_bin,
+        &["certs", "issue", "--dir", d, "--name", "bench"],
+    )
 }
 
-pub(crate) fn mesh_files(aimux_bin: &Path, dir: &Path, upstream: SocketAddr, transport: &str) -> Result<MeshFiles, ScenarioError> {
+pub(crate) fn mesh_files(
+    aimux_bin: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+    transport: &str,
+) -> Result<MeshFiles, ScenarioError> {
     ensure_pki(aimux_bin, dir, &[])?;
     let (quic, h2, dev_http, listener) = (free_udp()?, free_tcp()?, free_tcp()?, free_tcp()?);
     let transport_line = if transport == "quic" {

@@ -50,7 +50,7 @@ impl Upstream {
                         let _ = stream.set_nodelay(true);
                         tokio::spawn(async move {
                             let service = hyper::service::service_fn(respond);
-                        let _ = auto::Builder::new(TokioExecutor::new())
+                            let _ = auto::Builder::new(TokioExecutor::new())
                                 .serve_connection(TokioIo::new(stream), service)
                                 .await;
                         });
@@ -93,7 +93,12 @@ async fn respond(req: hyper::Request<hyper::body::Incoming>) -> Result<Response<
         });
         return Ok(Response::new(BodyExt::boxed(StreamBody::new(chunks))));
     }
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Ok(Response::new(BodyExt::boxed(Full::new(body))))
 }
 

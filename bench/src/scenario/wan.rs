@@ -50,7 +50,11 @@ pub struct WanCase {
 impl WanCase {
     pub fn name(&self) -> String {
         let bulk = if self.bulk { "+bulk" } else { "" };
-        format!("{} {}% loss{bulk}", self.tunnel.name(), self.profile_loss_percent)
+        format!(
+            "{} {}% loss{bulk}",
+            self.tunnel.name(),
+            self.profile_loss_percent
+        )
     }
 }
 
@@ -81,15 +85,33 @@ const GATEWAY_QUIC: u16 = 4433;
 const GATEWAY_H2: u16 = 4443;
 const SIDECAR_LISTEN: &str = "127.0.0.1:15001";
 
-pub fn measure(settings: &WanSettings, case: WanCase, run: usize, progress: &Arc<Progress>) -> Result<WanMeasured, ScenarioError> {
+pub fn measure(
+    settings: &WanSettings,
+    case: WanCase,
+    run: usize,
+    progress: &Arc<Progress>,
+) -> Result<WanMeasured, ScenarioError> {
     let loss = crate::netem::Loss::Random(case.profile_loss_percent / 100.0);
-    let profile = LinkProfile { loss, seed: settings.link.seed.wrapping_add(run as u64), ..settings.link };
+    let profile = LinkProfile {
+        loss,
+        seed: settings.link.seed.wrapping_add(run as u64),
+        ..settings.link
+    };
     let prefix = format!("amxb{}r{run}", std::process::id() % 100_000);
     let link = WanLink::start(&prefix, profile).map_err(netem_error)?;
     let upstream = in_namespace(&link.b, Upstream::start)??;
-    let config = mesh_file(&settings.aimux, &settings.scratch, upstream.addr, case.tunnel)?;
+    let config = mesh_file(
+        &settings.aimux,
+        &settings.scratch,
+        upstream.addr,
+        case.tunnel,
+    )?;
     let config_str = config.to_string_lossy().into_owned();
-    let log = |n: &str| settings.scratch.join(format!("wan-{}-{n}.log", case.tunnel.name()));
+    let log = |n: &str| {
+        settings
+            .scratch
+            .join(format!("wan-{}-{n}.log", case.tunnel.name()))
+    };
     let mut gateway_cmd = link.b.command(&settings.aimux.to_string_lossy());
     gateway_cmd.args(["gateway", "--config", &config_str]);
     let gateway = spawn_command(gateway_cmd, &log("gateway"))?;
@@ -110,25 +132,46 @@ pub fn measure(settings: &WanSettings, case: WanCase, run: usize, progress: &Arc
 
 /// Runs in a thread inside namespace A: wait for the tunnel, warm up, then measure the
 /// small requests with the bulk transfer (if any) running alongside.
-fn run_in_a(settings: &WanSettings, case: WanCase, proxies: &Proxies, progress: &Arc<Progress>) -> Result<WanMeasured, ScenarioError> {
-    let listen: SocketAddr = SIDECAR_LISTEN.parse().map_err(|_| ScenarioError::Setup("bad listen address".into()))?;
+fn run_in_a(
+    settings: &WanSettings,
+    case: WanCase,
+    proxies: &Proxies,
+    progress: &Arc<Progress>,
+) -> Result<WanMeasured, ScenarioError> {
+    let listen: SocketAddr = SIDECAR_LISTEN
+        .parse()
+        .map_err(|_| ScenarioError::Setup("bad listen address".into()))?;
     wait_listening(listen, "the sidecar")?;
     let mut config = settings.load.clone();
-    config.url = proxies.url.parse().map_err(|e| ScenarioError::Setup(format!("{e}")))?;
+    config.url = proxies
+        .url
+        .parse()
+        .map_err(|e| ScenarioError::Setup(format!("{e}")))?;
     wait_until_serving(&config)?;
     if !config.warmup.is_zero() {
-        let warmup = LoadConfig { duration: config.warmup, warmup: Duration::ZERO, ..config.clone() };
+        let warmup = LoadConfig {
+            duration: config.warmup,
+            warmup: Duration::ZERO,
+            ..config.clone()
+        };
         load::run(&warmup, &Arc::new(Progress::default()))?;
     }
     let stop = AtomicBool::new(false);
     let bulk_bytes = AtomicU64::new(0);
-    let before: Vec<Option<Duration>> = proxies.processes.iter().map(|(_, c)| procstat::cpu_time(c.id())).collect();
+    let before: Vec<Option<Duration>> = proxies
+        .processes
+        .iter()
+        .map(|(_, c)| procstat::cpu_time(c.id()))
+        .collect();
     let started = Instant::now();
     let result = std::thread::scope(|scope| {
         if case.bulk {
             scope.spawn(|| bulk_loop(listen, settings.bulk_bytes, &stop, &bulk_bytes));
         }
-        let measured = LoadConfig { warmup: Duration::ZERO, ..config.clone() };
+        let measured = LoadConfig {
+            warmup: Duration::ZERO,
+            ..config.clone()
+        };
         let result = load::run(&measured, progress);
         stop.store(true, Ordering::Relaxed);
         result
@@ -144,21 +187,40 @@ fn run_in_a(settings: &WanSettings, case: WanCase, proxies: &Proxies, progress: 
                 (Some(b), Some(a)) => a.saturating_sub(b).as_secs_f64() * 1e6 / requests,
                 _ => f64::NAN,
             };
-            let rss = procstat::peak_rss(child.id()).map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0));
-            ProxyUsage { role: role.clone(), cpu_us_per_request: cpu, peak_rss_mb: rss }
+            let rss =
+                procstat::peak_rss(child.id()).map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0));
+            ProxyUsage {
+                role: role.clone(),
+                cpu_us_per_request: cpu,
+                peak_rss_mb: rss,
+            }
         })
         .collect();
     let bulk_mbit_per_s = bulk_bytes.load(Ordering::Relaxed) as f64 * 8.0 / 1e6 / elapsed;
-    Ok(WanMeasured { case, result, proxies: usage, bulk_mbit_per_s })
+    Ok(WanMeasured {
+        case,
+        result,
+        proxies: usage,
+        bulk_mbit_per_s,
+    })
 }
 
 /// Downloads `len` bytes again and again through the sidecar until `stop`; counts bytes.
 fn bulk_loop(listen: SocketAddr, len: u64, stop: &AtomicBool, received: &AtomicU64) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     rt.block_on(async {
         while !stop.load(Ordering::Relaxed) {
-            let Ok(stream) = tokio::net::TcpStream::connect(listen).await else { return };
-            let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
+            let Ok(stream) = tokio::net::TcpStream::connect(listen).await else {
+                return;
+            };
+            let Ok((mut sender, conn)) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
                 return;
             };
             tokio::spawn(conn);
@@ -169,7 +231,9 @@ fn bulk_loop(listen: SocketAddr, len: u64, stop: &AtomicBool, received: &AtomicU
                 else {
                     return;
                 };
-                let Ok(response) = sender.send_request(request).await else { break };
+                let Ok(response) = sender.send_request(request).await else {
+                    break;
+                };
                 let mut body = response.into_body();
                 while let Some(Ok(frame)) = body.frame().await {
                     if let Some(data) = frame.data_ref() {
@@ -186,7 +250,12 @@ fn bulk_loop(listen: SocketAddr, len: u64, stop: &AtomicBool, received: &AtomicU
 
 /// The mesh file of the WAN scenarios: gateway in B on both tunnel listeners, agent
 /// `bench` in A using `tunnel`.
-fn mesh_file(aimux: &Path, dir: &Path, upstream: SocketAddr, tunnel: Tunnel) -> Result<PathBuf, ScenarioError> {
+fn mesh_file(
+    aimux: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+    tunnel: Tunnel,
+) -> Result<PathBuf, ScenarioError> {
     super::setup::ensure_pki(aimux, dir, &[ADDR_B.to_string().as_str()])?;
     let text = format!(
         r#"[mesh]
