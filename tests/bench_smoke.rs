@@ -43,6 +43,7 @@ fn every_loopback_scenario_runs_and_reports() {
         scratch: scratch.path().to_path_buf(),
         upstream: Upstream::start().unwrap(),
         load: load(),
+        proxy_cpu: None,
     };
     let mut summaries = Vec::new();
     let mut histograms = Vec::new();

@@ -94,8 +94,14 @@ struct RunArgs {
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Open-loop request rate per second
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 1000.0, conflicts_with = "closed")]
     rate: f64,
+    /// Closed loop (maximum throughput): CPU per request at saturation
+    #[arg(long)]
+    closed: bool,
+    /// Pin the proxies to CPU 1 and the load generator and upstream to CPU 0
+    #[arg(long)]
+    pin: bool,
     /// Connections
     #[arg(long, default_value_t = 8)]
     connections: usize,
@@ -253,13 +259,22 @@ fn run_command(args: RunArgs) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("aimux"),
     };
     let scratch = tempfile_dir()?;
+    if args.pin {
+        // Before the upstream and the load threads start, so that they inherit CPU 0.
+        aimux_bench::scenario::pin_current_thread(0)?;
+    }
     let bench = Bench {
         aimux,
         scratch: scratch.clone(),
         upstream: Upstream::start().context("starting the upstream")?,
+        proxy_cpu: args.pin.then_some(1),
         load: LoadConfig {
             url: "http://127.0.0.1:1/".parse()?,
-            mode: Mode::Open { rate: args.rate },
+            mode: if args.closed {
+                Mode::Closed
+            } else {
+                Mode::Open { rate: args.rate }
+            },
             connections: args.connections,
             duration: Duration::from_secs_f64(args.duration),
             warmup: Duration::from_secs_f64(args.warmup),
@@ -315,9 +330,14 @@ fn run_command(args: RunArgs) -> anyhow::Result<()> {
                 series.push((scenario.name().to_owned(), &m.result.corrected));
             }
         }
+        let mode = if args.closed {
+            "closed loop".to_owned()
+        } else {
+            format!("{} req/s", args.rate)
+        };
         let title = format!(
-            "latency by percentile ({} req/s, {} B bodies)",
-            args.rate, args.body_size
+            "latency by percentile ({mode}, {} B bodies)",
+            args.body_size
         );
         plot::latency_by_percentile(&dir.join("latency.svg"), &title, &series)
             .map_err(anyhow::Error::msg)?;

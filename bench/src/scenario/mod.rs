@@ -81,6 +81,17 @@ pub struct Bench {
     pub upstream: upstream::Upstream,
     /// The load of every scenario; `url` and `headers` are filled in per scenario.
     pub load: LoadConfig,
+    /// Run the proxies on this CPU only (`taskset`), apart from the load generator.
+    pub proxy_cpu: Option<usize>,
+}
+
+/// Pins the calling thread, and every thread it starts afterwards, to `cpu`.
+pub fn pin_current_thread(cpu: usize) -> Result<(), ScenarioError> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)
+        .map_err(|e| ScenarioError::Setup(format!("CPU {cpu}: {e}")))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| ScenarioError::Setup(format!("pinning to CPU {cpu}: {e}")))
 }
 
 /// CPU and memory of one proxy process over the measured window.
@@ -110,7 +121,7 @@ impl Bench {
                 headers: Vec::new(),
                 processes: Vec::new(),
             }),
-            Scenario::Nginx => nginx(&self.scratch, upstream),
+            Scenario::Nginx => nginx(&self.scratch, upstream, self.proxy_cpu),
             Scenario::Dev | Scenario::Quic | Scenario::H2 => {
                 let transport = if scenario == Scenario::H2 {
                     "h2"
@@ -120,7 +131,12 @@ impl Bench {
                 let files = mesh_files(aimux, &self.scratch, upstream, transport)?;
                 let config = files.config.to_string_lossy().into_owned();
                 let log = |n: &str| self.scratch.join(format!("{}-{n}.log", scenario.name()));
-                let gateway = spawn(aimux, &["gateway", "--config", &config], &log("gateway"))?;
+                let gateway = spawn(
+                    aimux,
+                    &["gateway", "--config", &config],
+                    &log("gateway"),
+                    self.proxy_cpu,
+                )?;
                 let mut proxies = Proxies {
                     url: String::new(),
                     headers: Vec::new(),
@@ -138,6 +154,7 @@ impl Bench {
                         aimux,
                         &["sidecar", "--config", &config, "--agent", "bench"],
                         &log("sidecar"),
+                        self.proxy_cpu,
                     )?;
                     proxies.processes.push(("sidecar".into(), sidecar));
                     wait_listening(files.listener, "the sidecar")?;

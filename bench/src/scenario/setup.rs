@@ -145,8 +145,22 @@ to = ["upstream"]
     })
 }
 
-pub(crate) fn spawn(program: &Path, args: &[&str], log: &Path) -> Result<Child, ScenarioError> {
-    let mut command = Command::new(program);
+/// Starts `program ARGS`, on CPU `cpu` only when given (`taskset -c`, which execs the
+/// program, so the child's PID is the program's).
+pub(crate) fn spawn(
+    program: &Path,
+    args: &[&str],
+    log: &Path,
+    cpu: Option<usize>,
+) -> Result<Child, ScenarioError> {
+    let mut command = match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
     command.args(args);
     spawn_command(command, log)
 }
@@ -179,7 +193,11 @@ pub(crate) fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), Scenari
 
 /// nginx as a plain reverse proxy with upstream keep-alive: one process (`master_process
 /// off`), so its CPU and memory are one /proc entry, like each aimux process.
-pub(crate) fn nginx(dir: &Path, upstream: SocketAddr) -> Result<Proxies, ScenarioError> {
+pub(crate) fn nginx(
+    dir: &Path,
+    upstream: SocketAddr,
+    cpu: Option<usize>,
+) -> Result<Proxies, ScenarioError> {
     let nginx = find_nginx().ok_or_else(|| {
         ScenarioError::Missing(
             "nginx is not installed (Debian: `apt-get install nginx-light`, or `nginx`)".into(),
@@ -225,6 +243,7 @@ http {{
         &nginx,
         &["-c", &conf_str, "-p", &prefix],
         &root.join("nginx.log"),
+        cpu,
     )?;
     let proxies = Proxies {
         url: format!("http://{listen}/"),
