@@ -75,11 +75,12 @@ pub(crate) async fn gateway(
     }
     Ok(gw::GatewayConfig {
         trust: trust(mesh)?,
-        quic: Some(gw::QuicConfig {
-            listen: g.quic,
+        tunnel: Some(gw::TunnelConfig {
             identity,
             crl_path: mesh.certs_dir.join("crl.pem"),
             max_streams_per_connection: g.max_streams_per_connection,
+            quic: Some(g.quic),
+            h2: g.h2,
         }),
         dev_http: g.dev_http,
         admin: g.admin,
@@ -129,10 +130,22 @@ pub(crate) fn sidecar(mesh: &Mesh, name: &str) -> anyhow::Result<sc::SidecarConf
     })?;
     let trust = trust(mesh)?;
     let gateway_name = WorkloadName::new(&mesh.gateway.name)?;
+    let (transport, addr) = match agent.transport {
+        mesh::Transport::Quic => (sc::Transport::Quic, mesh.gateway.connect),
+        mesh::Transport::H2 => {
+            let Some(addr) = mesh.gateway.h2_connect() else {
+                anyhow::bail!(
+                    "agent `{name}` uses the h2 transport, but the gateway has no `h2` listener"
+                );
+            };
+            (sc::Transport::H2, addr)
+        }
+    };
     Ok(sc::SidecarConfig {
         identity,
         gateway: sc::GatewayTarget {
-            addr: mesh.gateway.connect,
+            transport,
+            addr,
             server_name: mesh.gateway.server_name.clone(),
             identity: SpiffeId::gateway(trust.trust_domain(), &gateway_name),
         },

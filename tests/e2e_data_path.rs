@@ -1,6 +1,7 @@
 //! The data path end to end, as a user runs it: `aimux gateway` and `aimux sidecar` as real
 //! processes from one mesh file, certificates from `aimux certs`, a real HTTP/1.1 upstream,
-//! and a real HTTP client talking to the sidecar's loopback listener.
+//! and a real HTTP client talking to the sidecar's loopback listener. Every check runs over
+//! both tunnels: mutual-TLS QUIC and HTTP/2 over mutual TLS over TCP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -36,11 +37,12 @@ struct Mesh {
 }
 
 impl Mesh {
-    async fn start() -> Mesh {
+    /// `transport` is the agent's tunnel: "quic" or "h2".
+    async fn start(transport: &str) -> Mesh {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path(), "e2e.test", &["alice"]);
         let (upstream, sse) = upstream::start().await;
-        let (quic, admin, listener) = (free_udp(), free_tcp(), free_tcp());
+        let (quic, h2, admin, listener) = (free_udp(), free_tcp(), free_tcp(), free_tcp());
         let config = dir.path().join("mesh.toml");
         std::fs::write(
             &config,
@@ -52,10 +54,12 @@ certs = "pki"
 
 [gateway]
 quic = "{quic}"
+h2 = "{h2}"
 admin = "{admin}"
 
 [[agent]]
 name = "alice"
+transport = "{transport}"
 listeners = [{{ listen = "{listener}", service = "upstream" }}]
 
 [[service]]
@@ -155,9 +159,8 @@ fn chunked(data: Vec<u8>) -> Body {
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_arrive_byte_identical_in_both_directions() {
-    let mesh = Mesh::start().await;
+async fn bodies_arrive_byte_identical_in_both_directions(transport: &str) {
+    let mesh = Mesh::start(transport).await;
     type MakeBody = fn(Vec<u8>) -> Body;
     let cases: [(&str, usize, MakeBody); 4] = [
         ("empty", 0, full),
@@ -189,9 +192,8 @@ async fn bodies_arrive_byte_identical_in_both_directions() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_learns_the_verified_identity_not_the_claimed_one() {
-    let mesh = Mesh::start().await;
+async fn upstream_learns_the_verified_identity_not_the_claimed_one(transport: &str) {
+    let mesh = Mesh::start(transport).await;
     let req = Request::post(mesh.url("/anything"))
         .header("x-aimux-identity", "spiffe://e2e.test/agent/mallory")
         .body(full(b"hi".to_vec()))
@@ -204,9 +206,8 @@ async fn upstream_learns_the_verified_identity_not_the_claimed_one() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_concurrent_requests_over_one_sidecar_connection() {
-    let mesh = Mesh::start().await;
+async fn a_thousand_concurrent_requests_over_one_sidecar_connection(transport: &str) {
+    let mesh = Mesh::start(transport).await;
     let requests = (0..1000).map(|i| {
         let body = format!("request {i}").into_bytes();
         let req = Request::post(mesh.url("/echo"))
@@ -226,9 +227,8 @@ async fn a_thousand_concurrent_requests_over_one_sidecar_connection() {
         .expect("1,000 requests did not finish in 120 s");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sse_events_reach_the_agent_before_the_next_is_written() {
-    let mut mesh = Mesh::start().await;
+async fn sse_events_reach_the_agent_before_the_next_is_written(transport: &str) {
+    let mut mesh = Mesh::start(transport).await;
     let mut gate = mesh.sse.take().unwrap();
     let req = Request::get(mesh.url("/sse")).body(empty()).unwrap();
     let resp = mesh.send(req).await;
@@ -256,9 +256,8 @@ async fn sse_events_reach_the_agent_before_the_next_is_written() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_agent_is_cut_off_and_stays_out() {
-    let mesh = Mesh::start().await;
+async fn revoked_agent_is_cut_off_and_stays_out(transport: &str) {
+    let mesh = Mesh::start(transport).await;
     mesh.pki.revoke("alice");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -288,9 +287,8 @@ async fn revoked_agent_is_cut_off_and_stays_out() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sidecar_survives_a_gateway_restart() {
-    let mut mesh = Mesh::start().await;
+async fn sidecar_survives_a_gateway_restart(transport: &str) {
+    let mut mesh = Mesh::start(transport).await;
     mesh.gateway.take().unwrap().kill();
 
     // During the outage: a clear 503, and no request hangs.
@@ -306,3 +304,34 @@ async fn sidecar_survives_a_gateway_restart() {
     let (status, _) = mesh.get("/after-restart").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Each check, once per tunnel.
+macro_rules! over_both_tunnels {
+    ($($check:ident),* $(,)?) => {
+        mod quic {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check("quic").await
+                }
+            )*
+        }
+        mod h2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check("h2").await
+                }
+            )*
+        }
+    };
+}
+
+over_both_tunnels!(
+    bodies_arrive_byte_identical_in_both_directions,
+    upstream_learns_the_verified_identity_not_the_claimed_one,
+    a_thousand_concurrent_requests_over_one_sidecar_connection,
+    sse_events_reach_the_agent_before_the_next_is_written,
+    revoked_agent_is_cut_off_and_stays_out,
+    sidecar_survives_a_gateway_restart,
+);

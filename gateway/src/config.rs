@@ -16,8 +16,9 @@ pub struct GatewayConfig {
     /// The mesh CA and trust domain: client certificates must chain to it, and access rules
     /// name agents of this trust domain.
     pub trust: MeshTrust,
-    /// The mutual-TLS QUIC listener for sidecars; `None` runs without one (dev mode only).
-    pub quic: Option<QuicConfig>,
+    /// The mutual-TLS tunnel listeners for sidecars (QUIC, HTTP/2 over TCP, or both); `None`
+    /// runs without any (dev mode only).
+    pub tunnel: Option<TunnelConfig>,
     /// The dev-mode plain-HTTP listener (identity *claimed* in `x-aimux-identity`): for
     /// experiments only, never production.
     pub dev_http: Option<SocketAddr>,
@@ -33,30 +34,40 @@ pub struct GatewayConfig {
     pub timeouts: Timeouts,
 }
 
-/// The QUIC listener for sidecars (SPEC.md §12).
+/// The tunnel listeners for sidecars (SPEC.md §12): the same certificate, client verifier,
+/// CRL and stream limit for every transport, so a sidecar is admitted (or refused) the
+/// same way whichever it uses. At least one of `quic` and `h2` must be set.
 #[derive(Debug)]
-pub struct QuicConfig {
-    /// UDP address to bind.
-    pub listen: SocketAddr,
+pub struct TunnelConfig {
     /// The gateway's certificate (`spiffe://DOMAIN/gateway/NAME`) and key.
     pub identity: Identity,
-    /// The mesh CRL (`crl.pem`), watched for changes while the gateway runs.
+    /// The mesh CRL (`crl.pem`), watched for changes while the gateway runs; a revoked
+    /// agent loses its live connections on every transport.
     pub crl_path: PathBuf,
-    /// How many requests (bidirectional streams) one sidecar may have in flight at once.
+    /// How many requests (streams) one sidecar connection may have in flight at once: QUIC
+    /// `initial_max_streams_bidi` (RFC 9000 §4.6), HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`
+    /// (RFC 9113 §6.5.2).
     pub max_streams_per_connection: u32,
+    /// UDP address of the QUIC listener (ALPN `aimux/1`), if any.
+    pub quic: Option<SocketAddr>,
+    /// TCP address of the HTTP/2-over-TLS listener (ALPN `h2`, SPEC.md §12.1), if any: for
+    /// networks where UDP is blocked.
+    pub h2: Option<SocketAddr>,
 }
 
-impl QuicConfig {
-    /// The default of [`QuicConfig::max_streams_per_connection`].
+impl TunnelConfig {
+    /// The default of [`TunnelConfig::max_streams_per_connection`].
     pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 
-    /// A listener on `listen` with the default stream limit.
-    pub fn new(listen: SocketAddr, identity: Identity, crl_path: impl Into<PathBuf>) -> Self {
+    /// A tunnel with the default stream limit and no listener yet: set
+    /// [`quic`](TunnelConfig::quic), [`h2`](TunnelConfig::h2) or both.
+    pub fn new(identity: Identity, crl_path: impl Into<PathBuf>) -> Self {
         Self {
-            listen,
             identity,
             crl_path: crl_path.into(),
             max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            quic: None,
+            h2: None,
         }
     }
 }
@@ -169,7 +180,7 @@ mod tests {
         assert_eq!(t.response_head, Duration::from_secs(30));
         assert_eq!(t.envelope, Duration::from_secs(10));
         assert_eq!(t.shutdown_grace, Duration::from_secs(5));
-        assert_eq!(QuicConfig::DEFAULT_MAX_STREAMS_PER_CONNECTION, 1024);
+        assert_eq!(TunnelConfig::DEFAULT_MAX_STREAMS_PER_CONNECTION, 1024);
         assert_eq!(UpstreamProtocol::Http2.as_str(), "http2");
     }
 }

@@ -27,7 +27,7 @@ use crate::forward::body::{BoxError, RequestBody};
 use crate::forward::headers::{self, IDENTITY_HEADER};
 use crate::forward::{ForwardError, Outgoing};
 use crate::http_server::{self, ServerBody, ServerLimits};
-use crate::metrics::{GaugeGuard, Status};
+use crate::metrics::{GaugeGuard, Status, Transport};
 use crate::policy::{Caller, Refusal, RequestFacts};
 use crate::shared::Shared;
 
@@ -79,7 +79,7 @@ impl DevHttpListener {
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody> {
     let started = Instant::now();
-    let open = shared.metrics.stream_opened();
+    let open = shared.metrics.stream_opened(Transport::Dev);
     let caller = match claimed_caller(req.headers().get(IDENTITY_HEADER), &shared.trust_domain) {
         Ok(caller) => caller,
         Err(why) => return text(StatusCode::UNAUTHORIZED, None, why),

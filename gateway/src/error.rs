@@ -12,7 +12,8 @@ pub enum GatewayError {
     /// A listening socket could not be bound.
     #[error("cannot bind the {what} on {addr}: {}", describe_bind_error(source))]
     Bind {
-        /// Which listener: "QUIC listener", "dev-mode HTTP listener", "admin listener".
+        /// Which listener: "QUIC listener", "HTTP/2 tunnel listener", "dev-mode HTTP
+        /// listener", "admin listener".
         what: &'static str,
         /// The address asked for.
         addr: SocketAddr,
@@ -95,12 +96,19 @@ pub enum GatewayError {
         to: String,
     },
 
-    /// Neither the QUIC nor the dev-mode listener is configured.
+    /// Neither a tunnel nor the dev-mode listener is configured.
     #[error(
-        "the gateway has nothing to serve: configure the QUIC listener (or, for experiments, \
-         the dev-mode HTTP listener)"
+        "the gateway has nothing to serve: configure a tunnel listener (QUIC or HTTP/2), or, \
+         for experiments, the dev-mode HTTP listener"
     )]
     NothingToServe,
+
+    /// The tunnel is configured without a listener.
+    #[error(
+        "the sidecar tunnel has no listener: give it a QUIC (UDP) address, an HTTP/2 (TCP) \
+         address, or both"
+    )]
+    NoTunnelListener,
 
     /// A component of the running gateway failed.
     #[error("the gateway's {component} failed: {reason}")]

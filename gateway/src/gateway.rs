@@ -19,9 +19,9 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::policy::access::AccessPolicy;
 use crate::policy::route::Router;
-use crate::quic::QuicListener;
-use crate::quic::registry::Registry;
 use crate::shared::Shared;
+use crate::tunnel::TunnelListeners;
+use crate::tunnel::registry::Registry;
 
 /// Beyond the grace period, how long components get to wind down before being aborted.
 const SHUTDOWN_BACKSTOP: Duration = Duration::from_secs(2);
@@ -30,7 +30,7 @@ const SHUTDOWN_BACKSTOP: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Gateway {
     shared: Arc<Shared>,
-    quic: Option<QuicListener>,
+    tunnel: Option<TunnelListeners>,
     dev_http: Option<DevHttpListener>,
     admin: Option<AdminListener>,
 }
@@ -39,7 +39,7 @@ impl Gateway {
     /// Checks the configuration, loads the CRL and binds every listener. Errors name the
     /// address, file or service concerned and what to do about it.
     pub async fn bind(config: GatewayConfig) -> Result<Gateway, GatewayError> {
-        if config.quic.is_none() && config.dev_http.is_none() {
+        if config.tunnel.is_none() && config.dev_http.is_none() {
             return Err(GatewayError::NothingToServe);
         }
         let services = Services::from_config(&config.services)?;
@@ -76,11 +76,10 @@ impl Gateway {
             timeouts: config.timeouts,
             limits: Limits::default(),
         });
-        let quic = config
-            .quic
-            .as_ref()
-            .map(|q| QuicListener::bind(q, &config.trust))
-            .transpose()?;
+        let tunnel = match &config.tunnel {
+            Some(t) => Some(TunnelListeners::bind(t, &config.trust).await?),
+            None => None,
+        };
         let dev_http = match config.dev_http {
             Some(addr) => Some(DevHttpListener::bind(addr).await?),
             None => None,
@@ -91,7 +90,7 @@ impl Gateway {
         };
         Ok(Gateway {
             shared,
-            quic,
+            tunnel,
             dev_http,
             admin,
         })
@@ -99,7 +98,15 @@ impl Gateway {
 
     /// The UDP address of the QUIC listener, if configured (the real port if 0 was asked).
     pub fn quic_addr(&self) -> Option<SocketAddr> {
-        self.quic.as_ref().map(QuicListener::local_addr)
+        let quic = self.tunnel.as_ref()?.quic.as_ref()?;
+        Some(quic.local_addr())
+    }
+
+    /// The TCP address of the HTTP/2 tunnel listener, if configured (the real port if 0 was
+    /// asked).
+    pub fn h2_addr(&self) -> Option<SocketAddr> {
+        let h2 = self.tunnel.as_ref()?.h2.as_ref()?;
+        Some(h2.local_addr())
     }
 
     /// The address of the dev-mode HTTP listener, if configured.
@@ -113,12 +120,12 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` is cancelled: then stops accepting, lets in-flight requests
-    /// finish for the configured grace period, closes sidecar connections with SHUTDOWN
-    /// and returns. Returns an error if a component stopped on its own.
+    /// finish for the configured grace period, closes sidecar connections (QUIC with
+    /// SHUTDOWN, HTTP/2 with GOAWAY) and returns. Returns an error if a component stopped on its own.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
         let Gateway {
             shared,
-            quic,
+            tunnel,
             dev_http,
             admin,
         } = self;
@@ -127,11 +134,18 @@ impl Gateway {
         let stop = shutdown.child_token();
         let mut components = JoinSet::new();
         let mut names: Vec<(Id, &'static str)> = Vec::new();
-        if let Some(quic) = quic {
+        if let Some(tunnel) = tunnel {
             let registry = Arc::new(Registry::default());
-            let watcher = quic.watcher(&shared, &registry);
-            let handle = components.spawn(quic.run(Arc::clone(&shared), registry, stop.clone()));
-            names.push((handle.id(), "QUIC listener"));
+            let watcher = tunnel.watcher(&shared, &registry);
+            let deps = tunnel.deps(&shared, &registry);
+            if let Some(quic) = tunnel.quic {
+                let handle = components.spawn(quic.run(Arc::clone(&deps), stop.clone()));
+                names.push((handle.id(), "QUIC listener"));
+            }
+            if let Some(h2) = tunnel.h2 {
+                let handle = components.spawn(h2.run(deps, stop.clone()));
+                names.push((handle.id(), "HTTP/2 tunnel listener"));
+            }
             let handle = components.spawn(watcher.run(stop.clone()));
             names.push((handle.id(), "CRL watcher"));
         }

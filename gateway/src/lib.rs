@@ -1,15 +1,16 @@
 //! The AIMux gateway: the mesh's policy point.
 //!
-//! It accepts sidecar QUIC connections (client certificates chained to the mesh CA and
-//! absent from its CRL), decodes the `aimux-wire` envelope that opens each stream, routes on
+//! It accepts sidecar tunnel connections over QUIC or over HTTP/2 on TLS/TCP (client
+//! certificates chained to the mesh CA and absent from its CRL), decodes the `aimux-wire` envelope that opens each stream, routes on
 //! the destination and intent, enforces access rules against the certificate-proven SPIFFE
 //! identity, records metrics and forwards the opaque payload upstream. A dev-mode plain-HTTP
 //! listener offers the same routing keyed on a claimed identity, for experiments only.
 //!
 //! ```text
-//! sidecar ══QUIC══▶ quic::connection ─▶ quic::stream ─▶ policy (route, access) ─▶ forward ─▶ upstream
-//!                        ▲                                                   (HTTP/1.1 pool)
-//!              revocation (CRL watcher) closes revoked connections
+//! sidecar ══QUIC═════▶ quic::connection ─┐
+//!                                         ├▶ tunnel::stream ─▶ policy (route, access) ─▶ forward ─▶ upstream
+//! sidecar ══H2/TLS/TCP▶ h2::connection ───┘                                  (HTTP/1.1 pool)
+//!              ▲ revocation (CRL watcher) closes revoked connections of both transports
 //! dev client ──HTTP──▶ dev_http ─────────────────────▶ policy ──────────────▶ forward
 //! admin: /healthz /readyz /metrics
 //! ```
@@ -27,16 +28,19 @@ mod dev_http;
 mod error;
 mod forward;
 mod gateway;
+mod h2;
 mod http_server;
 pub mod intent_pattern;
 mod metrics;
 mod policy;
 mod quic;
 mod revocation;
+mod rt;
 mod shared;
+mod tunnel;
 
 pub use config::{
-    AccessRuleConfig, Action, GatewayConfig, QuicConfig, RouteConfig, ServiceConfig, Timeouts,
+    AccessRuleConfig, Action, GatewayConfig, RouteConfig, ServiceConfig, Timeouts, TunnelConfig,
     UpstreamProtocol,
 };
 pub use error::GatewayError;

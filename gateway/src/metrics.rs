@@ -38,6 +38,39 @@ struct ServiceLabels {
     service: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    transport: String,
+}
+
+/// How a connection or request reached the gateway: the `transport` label of the
+/// connection and stream gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// The QUIC tunnel (SPEC.md §12).
+    Quic,
+    /// The HTTP/2-over-TLS tunnel (SPEC.md §12.1).
+    H2,
+    /// The dev-mode plain-HTTP listener (requests only).
+    Dev,
+}
+
+impl Transport {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Quic => "quic",
+            Self::H2 => "h2",
+            Self::Dev => "dev",
+        }
+    }
+
+    fn labels(self) -> TransportLabels {
+        TransportLabels {
+            transport: self.as_str().to_owned(),
+        }
+    }
+}
+
 /// What became of a request, as the `status` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -67,8 +100,8 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     duration: DurationFamily,
-    connections_open: Gauge,
-    streams_open: Gauge,
+    connections_open: Family<TransportLabels, Gauge>,
+    streams_open: Family<TransportLabels, Gauge>,
     revocations: Counter,
     identities: Mutex<HashSet<String>>,
 }
@@ -97,18 +130,26 @@ impl Metrics {
             Unit::Seconds,
             duration.clone(),
         );
-        let connections_open = Gauge::default();
+        let connections_open = Family::<TransportLabels, Gauge>::default();
         registry.register(
             "connections_open",
-            "Sidecar QUIC connections open now",
+            "Sidecar tunnel connections open now, by transport (`quic`, `h2`)",
             connections_open.clone(),
         );
-        let streams_open = Gauge::default();
+        let streams_open = Family::<TransportLabels, Gauge>::default();
         registry.register(
             "streams_open",
-            "Request streams (and dev-mode requests) in flight now",
+            "Request streams in flight now, by transport (`quic`, `h2`, or `dev` for dev-mode \
+             requests)",
             streams_open.clone(),
         );
+        // Every series exists from the start (at 0), so dashboards need no special case.
+        for t in [Transport::Quic, Transport::H2] {
+            drop(connections_open.get_or_create(&t.labels()));
+        }
+        for t in [Transport::Quic, Transport::H2, Transport::Dev] {
+            drop(streams_open.get_or_create(&t.labels()));
+        }
         let revocations = Counter::default();
         registry.register(
             "revocations",
@@ -157,13 +198,13 @@ impl Metrics {
     }
 
     /// A connection is open until the guard drops.
-    pub(crate) fn connection_opened(&self) -> GaugeGuard {
-        GaugeGuard::new(&self.connections_open)
+    pub(crate) fn connection_opened(&self, transport: Transport) -> GaugeGuard {
+        GaugeGuard::new(&self.connections_open.get_or_create(&transport.labels()))
     }
 
     /// A request stream is in flight until the guard drops.
-    pub(crate) fn stream_opened(&self) -> GaugeGuard {
-        GaugeGuard::new(&self.streams_open)
+    pub(crate) fn stream_opened(&self, transport: Transport) -> GaugeGuard {
+        GaugeGuard::new(&self.streams_open.get_or_create(&transport.labels()))
     }
 
     /// A live connection was closed because its certificate was revoked.
@@ -219,22 +260,27 @@ mod tests {
             Status::Outcome(Outcome::NoRoute),
             Duration::from_millis(1),
         );
-        let conn = m.connection_opened();
-        let _stream = m.stream_opened();
+        let conn = m.connection_opened(Transport::Quic);
+        let _stream = m.stream_opened(Transport::H2);
         m.revoked();
         let text = m.encode();
         for needle in [
             r#"aimux_gateway_requests_total{identity="spiffe://example.org/agent/alice",service="echo",status="200"} 1"#,
             r#"aimux_gateway_requests_total{identity="spiffe://example.org/agent/alice",service="unknown",status="no_route"} 1"#,
             r#"aimux_gateway_request_duration_seconds_count{service="echo"} 1"#,
-            "aimux_gateway_connections_open 1",
-            "aimux_gateway_streams_open 1",
+            r#"aimux_gateway_connections_open{transport="quic"} 1"#,
+            r#"aimux_gateway_connections_open{transport="h2"} 0"#,
+            r#"aimux_gateway_streams_open{transport="h2"} 1"#,
+            r#"aimux_gateway_streams_open{transport="dev"} 0"#,
             "aimux_gateway_revocations_total 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
         drop(conn);
-        assert!(m.encode().contains("aimux_gateway_connections_open 0"));
+        assert!(
+            m.encode()
+                .contains(r#"aimux_gateway_connections_open{transport="quic"} 0"#)
+        );
     }
 
     #[test]

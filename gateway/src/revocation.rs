@@ -1,5 +1,5 @@
 //! Revocation while running: watch the CRL file, swap it into the verifier, and close the
-//! live connections whose certificate no longer passes.
+//! live connections (QUIC and HTTP/2 alike) whose certificate no longer passes.
 //!
 //! The file is polled (modification time, size, inode) every 200 ms rather than watched
 //! with inotify: it works on every filesystem and platform, costs one `stat` per poll, and
@@ -16,14 +16,13 @@ use aimux_certs::pki_types::UnixTime;
 use aimux_certs::rustls::{self, CertificateError};
 use aimux_certs::tls::MeshClientVerifier;
 use aimux_wire::codes;
-use quinn::VarInt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::quic::registry::{Live, Registry};
 use crate::shared::Shared;
+use crate::tunnel::registry::{Live, Registry};
 
 /// How often the CRL file's metadata is read.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -154,20 +153,20 @@ impl CrlWatcher {
 
 /// Closes a connection whose certificate no longer verifies: REVOKED (reason `revoked`)
 /// when the CRL lists it, so the sidecar backs off; UNAUTHORIZED otherwise (e.g. expired
-/// since it connected). SPEC.md §12.
+/// since it connected). SPEC.md §12. An HTTP/2 connection cannot carry the code; its
+/// sidecar learns of the revocation from the `certificate_revoked` alert that refuses its
+/// next handshake (SPEC.md §12.1).
 pub(crate) fn close_rejected(live: &Live, error: &rustls::Error, metrics: &Metrics) {
     let id = &live.id;
     if matches!(
         error,
         rustls::Error::InvalidCertificate(CertificateError::Revoked)
     ) {
-        live.conn
-            .close(VarInt::from_u32(codes::CLOSE_REVOKED), b"revoked");
+        live.conn.close(codes::CLOSE_REVOKED, b"revoked");
         metrics.revoked();
         warn!(identity = %id, "closed connection of {id}: certificate revoked");
     } else {
-        live.conn
-            .close(VarInt::from_u32(codes::CLOSE_UNAUTHORIZED), b"unauthorized");
+        live.conn.close(codes::CLOSE_UNAUTHORIZED, b"unauthorized");
         warn!(identity = %id, error = %error,
             "closed connection of {id}: its certificate is no longer accepted");
     }

@@ -4,10 +4,15 @@
 mod support;
 
 use aimux_wire::{Outcome, codes};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use quinn::ConnectionError;
 use support::upstream;
-use support::{Mesh, Running, STEP, config, connect, exchange, http_get, request};
+use support::{
+    Closed, Mesh, Running, STEP, Transport, config, connect, exchange, http_get, over_both,
+    read_at_least, request,
+};
+
+over_both!(shutdown_lets_requests_finish_then_closes_connections);
 
 #[tokio::test]
 async fn dev_mode_routes_and_checks_the_claimed_identity() {
@@ -91,7 +96,8 @@ async fn admin_reports_health_readiness_and_metrics() {
     let (status, _, _) = http_get(admin, "/nope", &[], None).await;
     assert_eq!(status, 404);
 
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, Transport::Quic).await;
+    let h2 = connect(&mesh, &mesh.alice, &gw, Transport::H2).await;
     for _ in 0..3 {
         let reply = exchange(
             &conn,
@@ -120,31 +126,35 @@ async fn admin_reports_health_readiness_and_metrics() {
         format!(
             r#"aimux_gateway_requests_total{{identity="{alice}",service="echo",status="200"}} 3"#
         ),
-        // `connect` sends one probe to an unknown service, then the request above: the
-        // unknown names never become labels.
+        // Each `connect` (QUIC and HTTP/2) sends one probe to an unknown service, then the
+        // request above: the unknown names never become labels.
         format!(
-            r#"aimux_gateway_requests_total{{identity="{alice}",service="unknown",status="no_route"}} 2"#
+            r#"aimux_gateway_requests_total{{identity="{alice}",service="unknown",status="no_route"}} 3"#
         ),
         r#"aimux_gateway_request_duration_seconds_count{service="echo"} 3"#.to_owned(),
-        "aimux_gateway_connections_open 1".to_owned(),
-        "aimux_gateway_streams_open 0".to_owned(),
+        r#"aimux_gateway_connections_open{transport="quic"} 1"#.to_owned(),
+        r#"aimux_gateway_connections_open{transport="h2"} 1"#.to_owned(),
+        r#"aimux_gateway_streams_open{transport="quic"} 0"#.to_owned(),
+        r#"aimux_gateway_streams_open{transport="h2"} 0"#.to_owned(),
         "aimux_gateway_revocations_total 0".to_owned(),
     ] {
         assert!(text.contains(&needle), "missing {needle} in\n{text}");
     }
     assert!(!text.contains("attacker-chosen-name"));
+    drop(h2);
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn shutdown_lets_requests_finish_then_closes_connections_with_shutdown() {
+/// QUIC closes with SHUTDOWN; HTTP/2 sends GOAWAY (RFC 9113 §6.8) and closes the
+/// connection once the grace period is over.
+async fn shutdown_lets_requests_finish_then_closes_connections(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     // A request in flight when shutdown starts: an SSE stream the test controls.
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "GET", "/sse");
     send.write_all(&env.to_bytes(&Default::default()).unwrap())
         .await
@@ -174,18 +184,15 @@ async fn shutdown_lets_requests_finish_then_closes_connections_with_shutdown() {
         .send(Bytes::from_static(b"data: last\n\n"))
         .await
         .unwrap();
-    let chunk = tokio::time::timeout(STEP, recv.read_chunk(usize::MAX, true))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(&chunk.bytes[..], b"data: last\n\n");
+    let chunk = read_at_least(&mut recv, BytesMut::new(), 12).await;
+    assert_eq!(&chunk[..], b"data: last\n\n");
     // The grace period (2 s) then runs out and the connection is closed with SHUTDOWN.
     let closed = tokio::time::timeout(STEP, conn.closed()).await.unwrap();
     match closed {
-        ConnectionError::ApplicationClosed(c) => {
+        Closed::Quic(ConnectionError::ApplicationClosed(c)) => {
             assert_eq!(c.error_code, codes::CLOSE_SHUTDOWN.into());
         }
+        Closed::H2(_) => {}
         other => panic!("expected SHUTDOWN, got {other:?}"),
     }
     tokio::time::timeout(STEP, stopping)

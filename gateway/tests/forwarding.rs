@@ -1,5 +1,6 @@
-//! Forwarding over real QUIC with real certificates to a real HTTP/1.1 upstream: bodies
-//! byte for byte in both directions, header rewriting, streaming (SSE), failures.
+//! Forwarding over real QUIC and real HTTP/2-over-TLS with real certificates to a real
+//! HTTP/1.1 upstream: bodies byte for byte in both directions, header rewriting, streaming
+//! (SSE), failures. Every test runs once per transport.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -7,18 +8,31 @@ mod support;
 use std::time::Duration;
 
 use aimux_wire::{Outcome, TraceContext, codes};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use support::upstream::{self, pattern, sha256_hex};
-use support::{Mesh, Running, STEP, config, connect, exchange, read_envelope, request};
+use support::{
+    Mesh, ReadErr, Running, STEP, Transport, config, connect, exchange, over_both, read_at_least,
+    read_envelope, request,
+};
 
-#[tokio::test]
-async fn forwards_bodies_byte_for_byte_in_both_directions() {
+over_both!(
+    forwards_bodies_byte_for_byte_in_both_directions,
+    rewrites_identity_hop_by_hop_and_trace_headers,
+    streams_each_sse_event_as_soon_as_the_upstream_writes_it,
+    upstream_failures_become_outcomes_or_resets,
+    a_thousand_concurrent_streams_on_one_connection_all_succeed,
+    malformed_envelopes_get_an_outcome_and_the_stream_is_stopped,
+    cancellation_by_the_sidecar_reaches_the_upstream,
+    an_envelope_that_never_completes_is_reset_with_timeout,
+);
+
+async fn forwards_bodies_byte_for_byte_in_both_directions(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     // Small echo: body out and back, path joined onto the base path.
     let env = request(&mesh.alice, "echo", "POST", "/hello?x=1");
@@ -66,12 +80,11 @@ async fn forwards_bodies_byte_for_byte_in_both_directions() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn rewrites_identity_hop_by_hop_and_trace_headers() {
+async fn rewrites_identity_hop_by_hop_and_trace_headers(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     let mut env = request(&mesh.alice, "echo", "GET", "/headers");
     let head = env.http.as_mut().unwrap();
@@ -106,14 +119,13 @@ async fn rewrites_identity_hop_by_hop_and_trace_headers() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn streams_each_sse_event_as_soon_as_the_upstream_writes_it() {
+async fn streams_each_sse_event_as_soon_as_the_upstream_writes_it(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "GET", "/events/sse");
     send.write_all(&env.to_bytes(&Default::default()).unwrap())
         .await
@@ -138,26 +150,17 @@ async fn streams_each_sse_event_as_soon_as_the_upstream_writes_it() {
             .send(Bytes::from(event.clone()))
             .await
             .unwrap();
-        let mut got = Vec::new();
-        while got.len() < event.len() {
-            let chunk = tokio::time::timeout(STEP, recv.read_chunk(usize::MAX, true))
-                .await
-                .expect("event forwarded without waiting for more")
-                .unwrap()
-                .unwrap();
-            got.extend_from_slice(&chunk.bytes);
-        }
+        let got = read_at_least(&mut recv, BytesMut::new(), event.len()).await;
         assert_eq!(got, event.as_bytes());
     }
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn upstream_failures_become_outcomes_or_resets() {
+async fn upstream_failures_become_outcomes_or_resets(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     // Nothing listens: upstream_unreachable, with the URL and service in the reason.
     let reply = exchange(
@@ -195,44 +198,35 @@ async fn upstream_failures_become_outcomes_or_resets() {
     assert!(reply.envelope.reason.contains("no response head within 2s"));
 
     // The upstream breaks mid-body: the head and what arrived are forwarded, then the
-    // stream is reset with UPSTREAM_FAILED so the sidecar cannot mistake it for complete.
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // stream is reset with UPSTREAM_FAILED so the sidecar cannot mistake it for complete
+    // (over HTTP/2 the code travels in the `aimux-reset` trailer).
+    let (mut send, mut recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "GET", "/fail");
     send.write_all(&env.to_bytes(&Default::default()).unwrap())
         .await
         .unwrap();
     send.finish().unwrap();
-    let (envelope, mut body) = tokio::time::timeout(STEP, read_envelope(&mut recv))
+    let (envelope, body) = tokio::time::timeout(STEP, read_envelope(&mut recv))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(envelope.outcome, Outcome::Forwarded);
-    while body.len() < b"partial".len() {
-        let chunk = tokio::time::timeout(STEP, recv.read_chunk(usize::MAX, true))
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        body.extend_from_slice(&chunk.bytes);
-    }
+    let body = read_at_least(&mut recv, body, b"partial".len()).await;
     assert_eq!(&body[..], b"partial");
     up.fail_now.send(()).await.unwrap();
-    let end = tokio::time::timeout(STEP, recv.read_chunk(usize::MAX, true))
-        .await
-        .unwrap();
+    let end = tokio::time::timeout(STEP, recv.read_chunk()).await.unwrap();
     assert_eq!(
         end.unwrap_err(),
-        quinn::ReadError::Reset(codes::STREAM_UPSTREAM_FAILED.into())
+        ReadErr::Reset(codes::STREAM_UPSTREAM_FAILED.into())
     );
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_thousand_concurrent_streams_on_one_connection_all_succeed() {
+async fn a_thousand_concurrent_streams_on_one_connection_all_succeed(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     let all = async {
         let mut pending: FuturesUnordered<_> = (0..1000)
@@ -260,14 +254,13 @@ async fn a_thousand_concurrent_streams_on_one_connection_all_succeed() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn malformed_envelopes_get_an_outcome_and_the_stream_is_stopped() {
+async fn malformed_envelopes_get_an_outcome_and_the_stream_is_stopped(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
-    let (mut send, recv) = conn.open_bi().await.unwrap();
+    let (mut send, recv) = conn.open().await.unwrap();
     // An HTTP/1 request line where the envelope should be: bad magic at byte 0.
     send.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
     let reply = tokio::time::timeout(STEP, support::read_reply(recv))
@@ -280,12 +273,17 @@ async fn malformed_envelopes_get_an_outcome_and_the_stream_is_stopped() {
         "{:?}",
         reply.envelope
     );
-    // The gateway asked us to stop sending, with MALFORMED.
+    // The gateway asked us to stop sending: with MALFORMED over QUIC; over HTTP/2 with a
+    // RST_STREAM (NO_ERROR, the response being complete), which carries no aimux code.
     let stopped = tokio::time::timeout(STEP, send.stopped()).await.unwrap();
-    assert_eq!(stopped.unwrap(), Some(codes::STREAM_MALFORMED.into()));
+    let expected = match t {
+        Transport::Quic => Some(codes::STREAM_MALFORMED.into()),
+        Transport::H2 => None,
+    };
+    assert_eq!(stopped, expected);
 
     // A stream that ends inside the envelope is malformed too.
-    let (mut send, recv) = conn.open_bi().await.unwrap();
+    let (mut send, recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "GET", "/");
     let bytes = env.to_bytes(&Default::default()).unwrap();
     send.write_all(&bytes[..bytes.len() - 3]).await.unwrap();
@@ -308,7 +306,8 @@ async fn a_unidirectional_stream_closes_the_connection_as_a_protocol_violation()
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, Transport::Quic).await;
+    let conn = conn.quic();
 
     let mut uni = conn.open_uni().await.unwrap();
     uni.write_all(b"x").await.unwrap();
@@ -323,16 +322,15 @@ async fn a_unidirectional_stream_closes_the_connection_as_a_protocol_violation()
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn cancellation_by_the_sidecar_reaches_the_upstream() {
+async fn cancellation_by_the_sidecar_reaches_the_upstream(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     // The sidecar stops reading a streaming response: the gateway drops the upstream
     // request, so the upstream's event stream is dropped too.
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "GET", "/sse");
     send.write_all(&env.to_bytes(&Default::default()).unwrap())
         .await
@@ -343,20 +341,20 @@ async fn cancellation_by_the_sidecar_reaches_the_upstream() {
         .unwrap()
         .unwrap();
     assert_eq!(envelope.outcome, Outcome::Forwarded);
-    recv.stop(codes::STREAM_CANCELLED.into()).unwrap();
+    recv.stop(codes::STREAM_CANCELLED);
     tokio::time::timeout(STEP, up.sse_events.closed())
         .await
         .expect("the upstream request is cancelled");
 
     // The sidecar resets its request body mid-upload: the gateway gives up on the
     // request and resets its answer with CANCELLED.
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "POST", "/sink");
     send.write_all(&env.to_bytes(&Default::default()).unwrap())
         .await
         .unwrap();
     send.write_all(&pattern(100_000)).await.unwrap();
-    send.reset(codes::STREAM_CANCELLED.into()).unwrap();
+    send.reset(codes::STREAM_CANCELLED).await;
     let err = tokio::time::timeout(STEP, read_envelope(&mut recv))
         .await
         .unwrap()
@@ -365,16 +363,15 @@ async fn cancellation_by_the_sidecar_reaches_the_upstream() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_envelope_that_never_completes_is_reset_with_timeout() {
+async fn an_envelope_that_never_completes_is_reset_with_timeout(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let mut cfg = config(&mesh, up.addr);
     cfg.timeouts.envelope = Duration::from_millis(300);
     let gw = Running::start(cfg).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let (mut send, mut recv) = conn.open().await.unwrap();
     let env = request(&mesh.alice, "echo", "GET", "/");
     let bytes = env.to_bytes(&Default::default()).unwrap();
     // Half an envelope, and then nothing: the gateway's bound runs out.
@@ -385,6 +382,10 @@ async fn an_envelope_that_never_completes_is_reset_with_timeout() {
         .unwrap_err();
     assert_eq!(err, "stream reset by peer: error 19", "TIMEOUT is 0x13");
     let stopped = tokio::time::timeout(STEP, send.stopped()).await.unwrap();
-    assert_eq!(stopped.unwrap(), Some(codes::STREAM_TIMEOUT.into()));
+    let expected = match t {
+        Transport::Quic => Some(codes::STREAM_TIMEOUT.into()),
+        Transport::H2 => None,
+    };
+    assert_eq!(stopped, expected);
     gw.stop().await.unwrap();
 }

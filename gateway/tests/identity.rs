@@ -1,48 +1,59 @@
 //! Who may connect, and who a request is from: certificates from another CA, expired or
 //! missing are refused at the handshake; a claimed identity must match the certificate;
-//! a revoked certificate loses its live connection within a second.
+//! a revoked certificate loses its live connection within a second. Every test runs once
+//! per transport: the same verifier and CRL guard QUIC and HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aimux_certs::rustls;
-use aimux_certs::tls::{ALPN_AIMUX_V1, crypto_provider};
+use aimux_certs::tls::crypto_provider;
 use aimux_certs::{IssueParams, Validity};
 use aimux_wire::{Outcome, codes};
 use bytes::Bytes;
 use quinn::ConnectionError;
-use quinn::crypto::rustls::QuicClientConfig;
 use support::upstream;
-use support::{Mesh, Running, STEP, config, connect, exchange, name, request, try_connect};
+use support::{
+    Closed, Conn, ConnectError, Mesh, Running, STEP, Transport, config, connect, exchange, name,
+    over_both, request, try_connect,
+};
 
-/// The refusal must come from the TLS layer (a CRYPTO_ERROR close, RFC 9001 §4.8), not
-/// from anything later.
-fn assert_tls_refusal(result: Result<quinn::Connection, ConnectionError>, what: &str) {
-    match result {
+over_both!(
+    refuses_certificates_from_another_ca_expired_or_absent,
+    a_claimed_identity_must_match_the_certificate,
+    revocation_closes_the_live_connection_within_a_second,
+    an_unparseable_crl_is_ignored_and_later_changes_still_apply,
+);
+
+/// TLS alerts (RFC 8446 §6.2).
+const CERTIFICATE_REVOKED: u8 = 44;
+
+/// The refusal must come from the TLS layer (QUIC: a CRYPTO_ERROR close, RFC 9001 §4.8;
+/// TCP: a TLS alert record), not from anything later. Returns the alert.
+fn assert_tls_refusal(result: Result<Conn, ConnectError>, what: &str) -> u8 {
+    let code = match result {
         Ok(_) => panic!("{what}: the gateway accepted the connection"),
-        Err(ConnectionError::ConnectionClosed(close)) => {
-            let code = u64::from(close.error_code);
-            assert!(
-                (0x100..0x200).contains(&code),
-                "{what}: expected a TLS alert, got {close:?}"
-            );
+        Err(ConnectError::Quic(ConnectionError::ConnectionClosed(close))) => {
+            u64::from(close.error_code)
         }
-        Err(ConnectionError::TransportError(e)) => {
-            let code = u64::from(e.code);
-            assert!((0x100..0x200).contains(&code), "{what}: {e:?}");
-        }
+        Err(ConnectError::Quic(ConnectionError::TransportError(e))) => u64::from(e.code),
+        Err(ConnectError::Alert(alert)) => 0x100 + u64::from(alert),
         Err(other) => panic!("{what}: unexpected failure {other:?}"),
-    }
+    };
+    assert!(
+        (0x100..0x200).contains(&code),
+        "{what}: expected a TLS alert, got {code:#x}"
+    );
+    u8::try_from(code - 0x100).unwrap()
 }
 
-#[tokio::test]
-async fn refuses_certificates_from_another_ca_expired_or_absent() {
+async fn refuses_certificates_from_another_ca_expired_or_absent(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
+    let addr = gw.addr(t);
 
     // Another CA of the same trust domain issued this "alice".
     let other_dir = tempfile::tempdir().unwrap();
@@ -51,11 +62,11 @@ async fn refuses_certificates_from_another_ca_expired_or_absent() {
     let impostor = other_ca
         .issue(&IssueParams::agent(name("alice"), days))
         .unwrap();
-    let result = try_connect(mesh.client_config(&impostor.identity().unwrap()), gw.quic).await;
+    let result = try_connect(mesh.client_config(&impostor.identity().unwrap()), addr, t).await;
     assert_tls_refusal(result, "certificate from another CA");
 
     let expired = mesh.expired_agent("carol");
-    let result = try_connect(mesh.client_config(&expired.identity().unwrap()), gw.quic).await;
+    let result = try_connect(mesh.client_config(&expired.identity().unwrap()), addr, t).await;
     assert_tls_refusal(result, "expired certificate");
 
     // No client certificate at all.
@@ -65,13 +76,10 @@ async fn refuses_certificates_from_another_ca_expired_or_absent() {
         .dangerous()
         .with_custom_certificate_verifier(mesh.server_verifier())
         .with_no_client_auth();
-    let mut tls = tls;
-    tls.alpn_protocols = vec![ALPN_AIMUX_V1.to_vec()];
-    let client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()));
-    assert_tls_refusal(try_connect(client, gw.quic).await, "no certificate");
+    assert_tls_refusal(try_connect(tls, addr, t).await, "no certificate");
 
     // The real alice still gets in.
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
     let reply = exchange(
         &conn,
         &request(&mesh.alice, "echo", "GET", "/"),
@@ -83,12 +91,11 @@ async fn refuses_certificates_from_another_ca_expired_or_absent() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_claimed_identity_must_match_the_certificate() {
+async fn a_claimed_identity_must_match_the_certificate(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     // Alice's connection claims to speak for bob.
     let env = request(&mesh.bob, "echo", "POST", "/");
@@ -105,13 +112,12 @@ async fn a_claimed_identity_must_match_the_certificate() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn revocation_closes_the_live_connection_within_a_second() {
+async fn revocation_closes_the_live_connection_within_a_second(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let alice = connect(&mesh, &mesh.alice, gw.quic).await;
-    let bob = connect(&mesh, &mesh.bob, gw.quic).await;
+    let alice = connect(&mesh, &mesh.alice, &gw, t).await;
+    let bob = connect(&mesh, &mesh.bob, &gw, t).await;
     // A request proves the connection is registered and being served.
     let reply = exchange(
         &alice,
@@ -130,17 +136,22 @@ async fn revocation_closes_the_live_connection_within_a_second() {
         .expect("the live connection is closed within 1 s of the revocation");
     let elapsed = revoked_at.elapsed();
     match closed {
-        ConnectionError::ApplicationClosed(close) => {
+        Closed::Quic(ConnectionError::ApplicationClosed(close)) => {
             assert_eq!(close.error_code, codes::CLOSE_REVOKED.into());
             assert_eq!(&close.reason[..], b"revoked");
         }
+        // HTTP/2 cannot carry the code: the connection just ends.
+        Closed::H2(_) => {}
         other => panic!("expected CLOSE_REVOKED, got {other:?}"),
     }
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
 
-    // A new handshake with the revoked certificate fails...
-    let result = try_connect(mesh.client_config(&mesh.alice.identity().unwrap()), gw.quic).await;
-    assert_tls_refusal(result, "revoked certificate");
+    // A new handshake with the revoked certificate fails, with certificate_revoked: that is
+    // how a sidecar on either transport learns why.
+    let tls = mesh.client_config(&mesh.alice.identity().unwrap());
+    let result = try_connect(tls, gw.addr(t), t).await;
+    let alert = assert_tls_refusal(result, "revoked certificate");
+    assert_eq!(alert, CERTIFICATE_REVOKED);
     // ...while bob's connection was left alone.
     let reply = tokio::time::timeout(
         STEP,
@@ -160,12 +171,11 @@ async fn revocation_closes_the_live_connection_within_a_second() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn an_unparseable_crl_is_ignored_and_later_changes_still_apply() {
+async fn an_unparseable_crl_is_ignored_and_later_changes_still_apply(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let gw = Running::start(config(&mesh, up.addr)).await;
-    let alice = connect(&mesh, &mesh.alice, gw.quic).await;
+    let alice = connect(&mesh, &mesh.alice, &gw, t).await;
     let reply = exchange(
         &alice,
         &request(&mesh.alice, "echo", "GET", "/"),
@@ -181,7 +191,7 @@ async fn an_unparseable_crl_is_ignored_and_later_changes_still_apply() {
     let tmp = mesh.dir.path().join("crl.tmp");
     std::fs::write(&tmp, b"not a CRL").unwrap();
     std::fs::rename(&tmp, mesh.crl_path()).unwrap();
-    let bob = connect(&mesh, &mesh.bob, gw.quic).await;
+    let bob = connect(&mesh, &mesh.bob, &gw, t).await;
     let reply = exchange(&bob, &request(&mesh.bob, "echo", "GET", "/"), Bytes::new())
         .await
         .unwrap();
@@ -194,10 +204,12 @@ async fn an_unparseable_crl_is_ignored_and_later_changes_still_apply() {
     let closed = tokio::time::timeout(Duration::from_secs(1), alice.closed())
         .await
         .expect("closed within 1 s");
-    assert!(
-        matches!(&closed, ConnectionError::ApplicationClosed(c)
-            if c.error_code == codes::CLOSE_REVOKED.into()),
-        "{closed:?}"
-    );
+    match &closed {
+        Closed::Quic(ConnectionError::ApplicationClosed(c)) => {
+            assert_eq!(c.error_code, codes::CLOSE_REVOKED.into());
+        }
+        Closed::H2(_) => {}
+        other => panic!("{other:?}"),
+    }
     gw.stop().await.unwrap();
 }

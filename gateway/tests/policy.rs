@@ -8,7 +8,12 @@ use aimux_gateway::{AccessRuleConfig, Action, GatewayConfig, Glob, RouteConfig};
 use aimux_wire::{Intent, Outcome, Protocol};
 use bytes::Bytes;
 use support::upstream;
-use support::{Mesh, Running, config, connect, exchange, request};
+use support::{Mesh, Running, Transport, config, connect, exchange, over_both, request};
+
+over_both!(
+    access_rules_allow_deny_and_deny_wins,
+    routes_by_intent_and_by_path_and_unknown_services_have_no_route,
+);
 
 fn rule(
     from: Option<&[&str]>,
@@ -35,8 +40,7 @@ fn with(
     cfg
 }
 
-#[tokio::test]
-async fn access_rules_allow_deny_and_deny_wins() {
+async fn access_rules_allow_deny_and_deny_wins(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let access = vec![
@@ -55,8 +59,8 @@ async fn access_rules_allow_deny_and_deny_wins() {
         ),
     ];
     let gw = Running::start(with(config(&mesh, up.addr), vec![], access)).await;
-    let alice = connect(&mesh, &mesh.alice, gw.quic).await;
-    let bob = connect(&mesh, &mesh.bob, gw.quic).await;
+    let alice = connect(&mesh, &mesh.alice, &gw, t).await;
+    let bob = connect(&mesh, &mesh.bob, &gw, t).await;
 
     // Allowed.
     let reply = exchange(
@@ -107,8 +111,7 @@ async fn access_rules_allow_deny_and_deny_wins() {
     gw.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn routes_by_intent_and_by_path_and_unknown_services_have_no_route() {
+async fn routes_by_intent_and_by_path_and_unknown_services_have_no_route(t: Transport) {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let routes = vec![
@@ -129,7 +132,7 @@ async fn routes_by_intent_and_by_path_and_unknown_services_have_no_route() {
     ];
     let access = vec![rule(None, Some(&["echo", "tools"]), &[], Action::Allow)];
     let gw = Running::start(with(config(&mesh, up.addr), routes, access)).await;
-    let conn = connect(&mesh, &mesh.alice, gw.quic).await;
+    let conn = connect(&mesh, &mesh.alice, &gw, t).await;
 
     // By intent: a tools/call of echo_* addressed to `tools` goes to `echo`.
     let mut env = request(&mesh.alice, "tools", "POST", "/mcp");
@@ -212,10 +215,10 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
         "route `typo` sends requests to `ecoh`, which is not a service of this gateway"
     );
 
-    // A port that is taken.
+    // Ports that are taken, UDP and TCP.
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut cfg = config(&mesh, up.addr);
-    cfg.quic.as_mut().unwrap().listen = taken.local_addr().unwrap();
+    cfg.tunnel.as_mut().unwrap().quic = Some(taken.local_addr().unwrap());
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -224,10 +227,32 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
             taken.local_addr().unwrap()
         )
     );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(&mesh, up.addr);
+    cfg.tunnel.as_mut().unwrap().h2 = Some(taken.local_addr().unwrap());
+    let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot bind the HTTP/2 tunnel listener on {}: address in use; is another gateway \
+             running?",
+            taken.local_addr().unwrap()
+        )
+    );
+
+    // A tunnel without a listener.
+    let mut cfg = config(&mesh, up.addr);
+    let tunnel = cfg.tunnel.as_mut().unwrap();
+    (tunnel.quic, tunnel.h2) = (None, None);
+    let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
+    assert!(
+        matches!(err, aimux_gateway::GatewayError::NoTunnelListener),
+        "{err}"
+    );
 
     // A missing CRL.
     let mut cfg = config(&mesh, up.addr);
-    cfg.quic.as_mut().unwrap().crl_path = mesh.dir.path().join("missing.pem");
+    cfg.tunnel.as_mut().unwrap().crl_path = mesh.dir.path().join("missing.pem");
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert!(
         err.to_string()

@@ -1,11 +1,11 @@
 //! The response side of a request stream: reading the response envelope, then streaming the
 //! payload to the agent as an `http_body::Body`.
 //!
-//! The body yields each QUIC chunk as soon as it arrives (no coalescing), which is what lets
-//! server-sent events reach the agent one by one. A stream the gateway resets, or a connection
-//! lost mid-body, ends the body with an error, so hyper aborts the agent's response instead of
-//! ending it cleanly (SPEC.md §2.3: a reset payload is not a complete message). A body dropped
-//! early (the agent went away) stops the stream with `CANCELLED` (SPEC.md §12).
+//! The body yields each chunk as soon as the transport delivers it (no coalescing), which is
+//! what lets server-sent events reach the agent one by one. A stream the gateway resets, or a
+//! connection lost mid-body, ends the body with an error, so hyper aborts the agent's response
+//! instead of ending it cleanly (SPEC.md §2.3: a reset payload is not a complete message). A
+//! body dropped early (the agent went away) stops the stream with `CANCELLED` (SPEC.md §12).
 
 use std::fmt;
 use std::mem;
@@ -16,37 +16,38 @@ use std::task::{Context, Poll, ready};
 use aimux_wire::{DecodeError, Limits, MAX_PREFACE_LEN, ResponseEnvelope, codes, envelope_len};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
-use quinn::{Chunk, ConnectionError, ReadError, RecvStream, VarInt};
 use tokio_util::sync::ReusableBoxFuture;
 use tracing::warn;
 
 use crate::fmt::app_code_name;
 use crate::stats::{Counters, InFlight};
+use crate::tunnel::transport::{RecvError, StreamRecv};
 
 /// Largest single read while looking for the response envelope. Together with the envelope
 /// limit this bounds the head buffer: at most `20 + max_header_block + READ_CHUNK` bytes.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// A `RecvStream` that is stopped with `CANCELLED` if dropped before its end was read.
+/// A stream's receiving direction that is stopped with `CANCELLED` if dropped before its
+/// end was read.
 #[derive(Debug)]
 pub(crate) struct RecvGuard {
-    stream: RecvStream,
+    stream: StreamRecv,
     done: bool,
 }
 
 impl RecvGuard {
-    pub(crate) fn new(stream: RecvStream) -> Self {
+    pub(crate) fn new(stream: StreamRecv) -> Self {
         RecvGuard {
             stream,
             done: false,
         }
     }
 
-    /// Tells the gateway to stop sending (STOP_SENDING, RFC 9000 §3.5) with `code`.
+    /// Tells the gateway to stop sending (STOP_SENDING, RFC 9000 §3.5) with `code`; over
+    /// HTTP/2 the stream is reset (RST_STREAM) without the code.
     pub(crate) fn stop(&mut self, code: u32) {
         if !self.done {
-            // Fails only if the stream is already finished or reset: nothing left to stop.
-            let _ = self.stream.stop(VarInt::from_u32(code));
+            self.stream.stop(code);
             self.done = true;
         }
     }
@@ -67,12 +68,28 @@ pub(crate) enum HeadError {
     Truncated { received: usize },
     /// The envelope is malformed (SPEC.md §9).
     Malformed(DecodeError),
-    /// The gateway reset the stream (RESET_STREAM) with this code.
+    /// The gateway reset the stream (RESET_STREAM, or the reset trailer) with this code.
     Reset(u64),
-    /// The connection was lost.
-    ConnectionLost(ConnectionError),
+    /// HTTP/2: the gateway reset the stream without an aimux code (RST_STREAM).
+    Aborted(String),
+    /// The connection was lost; how, for the agent.
+    ConnectionLost(String),
+    /// HTTP/2: the gateway refused the stream.
+    Refused(String),
     /// Any other read failure.
-    Read(ReadError),
+    Read(String),
+}
+
+impl From<RecvError> for HeadError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Reset(code) => HeadError::Reset(code),
+            RecvError::Aborted(why) => HeadError::Aborted(why),
+            RecvError::ConnectionLost(why) => HeadError::ConnectionLost(why),
+            RecvError::Refused(why) => HeadError::Refused(why),
+            RecvError::Other(why) => HeadError::Read(why),
+        }
+    }
 }
 
 /// Reads the response envelope from the front of the stream. Returns it and the payload
@@ -96,8 +113,8 @@ pub(crate) async fn read_head(
             Err(e) if e.is_incomplete() => {}
             Err(e) => return Err(HeadError::Malformed(e)),
         }
-        match recv.stream.read_chunk(READ_CHUNK, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+        match recv.stream.read_chunk(READ_CHUNK).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
             Ok(None) => {
                 recv.done = true;
                 return Err(HeadError::Truncated {
@@ -106,11 +123,7 @@ pub(crate) async fn read_head(
             }
             Err(e) => {
                 recv.done = true;
-                return Err(match e {
-                    ReadError::Reset(code) => HeadError::Reset(code.into_inner()),
-                    ReadError::ConnectionLost(e) => HeadError::ConnectionLost(e),
-                    other => HeadError::Read(other),
-                });
+                return Err(e.into());
             }
         }
     }
@@ -122,15 +135,20 @@ pub(crate) enum BodyError {
     /// The gateway reset the stream: the upstream failed mid-body, or the gateway gave up.
     #[error("the gateway reset the response stream (code {code:#x}, {}): the response is incomplete", app_code_name(*code))]
     Reset { code: u64 },
+    /// HTTP/2: the gateway reset the stream without an aimux code (RST_STREAM).
+    #[error(
+        "the gateway aborted the response stream (HTTP/2 RST_STREAM: {0}): the response is incomplete"
+    )]
+    Aborted(String),
     /// The connection to the gateway was lost.
     #[error("the connection to the gateway was lost mid-response: {0}")]
-    ConnectionLost(ConnectionError),
+    ConnectionLost(String),
     /// Any other read failure.
     #[error("reading the response stream failed: {0}")]
-    Read(ReadError),
+    Read(String),
 }
 
-type ReadFuture = ReusableBoxFuture<'static, (RecvGuard, Result<Option<Chunk>, ReadError>)>;
+type ReadFuture = ReusableBoxFuture<'static, (RecvGuard, Result<Option<Bytes>, RecvError>)>;
 
 /// The agent-facing response body: payload bytes already read with the envelope, then the
 /// rest of the stream chunk by chunk.
@@ -169,7 +187,7 @@ impl RecvBody {
     fn start_read(&mut self, mut guard: RecvGuard) {
         let next = async move {
             // Chunks come as the transport delivers them; their boundaries are not framing.
-            let result = guard.stream.read_chunk(usize::MAX, true).await;
+            let result = guard.stream.read_chunk(usize::MAX).await;
             (guard, result)
         };
         match &mut self.read {
@@ -211,7 +229,7 @@ impl Body for RecvBody {
         match result {
             Ok(Some(chunk)) => {
                 this.stream = Some(guard);
-                Poll::Ready(Some(Ok(Frame::data(chunk.bytes))))
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
             Ok(None) => {
                 guard.done = true;
@@ -222,11 +240,10 @@ impl Body for RecvBody {
                 guard.done = true;
                 this.end();
                 let error = match e {
-                    ReadError::Reset(code) => BodyError::Reset {
-                        code: code.into_inner(),
-                    },
-                    ReadError::ConnectionLost(e) => BodyError::ConnectionLost(e),
-                    other => BodyError::Read(other),
+                    RecvError::Reset(code) => BodyError::Reset { code },
+                    RecvError::Aborted(why) => BodyError::Aborted(why),
+                    RecvError::ConnectionLost(why) => BodyError::ConnectionLost(why),
+                    other => BodyError::Read(other.to_string()),
                 };
                 Counters::incr(&this.counters.failures);
                 warn!(request_id = %this.request_id, "response cut off: {error}");

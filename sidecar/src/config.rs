@@ -19,7 +19,7 @@ pub struct SidecarConfig {
     pub identity: Identity,
     /// The mesh CA the gateway's certificate must chain to.
     pub trust: MeshTrust,
-    /// The gateway to keep the QUIC connection to.
+    /// The gateway to keep the tunnel connection to.
     pub gateway: GatewayTarget,
     /// One HTTP/1.1 listener per service the agent may call.
     pub listeners: Vec<ListenerConfig>,
@@ -33,13 +33,46 @@ pub struct SidecarConfig {
 /// The gateway a sidecar connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayTarget {
-    /// Its QUIC (UDP) address.
+    /// How to reach it.
+    pub transport: Transport,
+    /// Its tunnel address for `transport`: UDP for [`Transport::Quic`], TCP for
+    /// [`Transport::H2`].
     pub addr: SocketAddr,
     /// The TLS server name sent as SNI. It is not checked against the certificate: the
     /// gateway is identified by `identity` (see `aimux_certs::tls::MeshServerVerifier`).
     pub server_name: String,
     /// The gateway's exact SPIFFE ID (`spiffe://DOMAIN/gateway/NAME`); any other is refused.
     pub identity: SpiffeId,
+}
+
+/// The tunnel transport between sidecar and gateway (SPEC.md §12). Both carry the same
+/// envelopes with the same certificates; requests, policy and answers are identical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// One QUIC connection over UDP (ALPN `aimux/1`), one bidirectional stream per request.
+    #[default]
+    Quic,
+    /// One TLS 1.3 connection over TCP with HTTP/2 (ALPN `h2`), one HTTP/2 stream per
+    /// request (SPEC.md §12.1): for networks where UDP is blocked.
+    H2,
+}
+
+impl Transport {
+    /// `quic` or `h2`, for logs and configuration.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Transport::Quic => "quic",
+            Transport::H2 => "h2",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One loopback listener standing in for one service.
@@ -56,18 +89,22 @@ pub struct ListenerConfig {
 #[non_exhaustive]
 pub struct TunnelSettings {
     /// The longest a request waits for the tunnel before it is answered with 503: first for a
-    /// connection to the gateway, then for QUIC stream credit. Default 5 s.
+    /// connection to the gateway, then for stream credit (QUIC stream limit, HTTP/2
+    /// SETTINGS_MAX_CONCURRENT_STREAMS). Default 5 s.
     pub connect_wait: Duration,
-    /// QUIC keep-alive (PING) interval, so that idle NAT and firewall bindings stay open
-    /// (RFC 9000 §10.1.2). Must be below `idle_timeout`. Default 2 s.
+    /// Keep-alive (PING) interval, so that idle NAT and firewall bindings stay open: QUIC
+    /// PING frames (RFC 9000 §10.1.2), or HTTP/2 PING frames (RFC 9113 §6.7). Must be below
+    /// `idle_timeout`. Default 2 s.
     pub keep_alive: Duration,
-    /// QUIC idle timeout (RFC 9000 §10.1): a connection silent this long is dead. The peers
-    /// use the smaller of their two values. Default 10 s: a gateway that vanished without a
-    /// CONNECTION_CLOSE (killed, or its host lost) is noticed within 10 s, while a lossy WAN
-    /// path would have to lose five keep-alives in a row to trip it.
+    /// Idle timeout: a connection silent this long is dead. QUIC: the idle timeout of RFC
+    /// 9000 §10.1 (the peers use the smaller of their two values). HTTP/2: a PING left
+    /// unanswered for `idle_timeout - keep_alive` ends the connection. Default 10 s: a
+    /// gateway that vanished without a word (killed, or its host lost) is noticed within
+    /// 10 s, while a lossy WAN path would have to lose five keep-alives in a row to trip it.
     pub idle_timeout: Duration,
-    /// The longest one connection attempt (QUIC + TLS handshake) may take. Default 3 s, so a
-    /// gateway that does not answer is reported within `connect_wait`.
+    /// The longest one connection attempt may take: the QUIC handshake, or the TCP
+    /// connection and TLS handshake. Default 3 s, so a gateway that does not answer is
+    /// reported within `connect_wait`.
     pub handshake_timeout: Duration,
     /// First reconnect delay ceiling (full jitter). Default 50 ms.
     pub backoff_initial: Duration,

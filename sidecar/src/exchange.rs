@@ -1,7 +1,8 @@
-//! One agent request over one bidirectional QUIC stream (SPEC.md §2):
+//! One agent request over one tunnel stream (SPEC.md §2), QUIC or HTTP/2 alike (the
+//! transport seam is `tunnel::transport`):
 //!
 //! 1. resolve the destination and build the envelope (pure: `proxy.rs`, `request.rs`);
-//! 2. take the connection (bounded wait) and open a stream (bounded wait for credit), write
+//! 2. take the connection (bounded wait) and open a stream (bounded wait for credit), send
 //!    the envelope; a connection found dead before anything of the request was consumed is
 //!    skipped for the next one, within the same bounded wait;
 //! 3. copy the body in its own task (`upload.rs`) while reading the response envelope here
@@ -23,7 +24,6 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
-use quinn::{ConnectionError, WriteError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,7 @@ use crate::proxy::{self, Addressing, TargetError};
 use crate::reply::{self, ResponseBody};
 use crate::request::{self, FreshIds};
 use crate::stats::{Counters, InFlight};
+use crate::tunnel::transport::OpenError;
 use crate::tunnel::{Tunnel, Unavailable};
 use crate::upload::{SendGuard, UploadAbort, upload};
 
@@ -132,6 +133,11 @@ async fn exchange(
     };
     let (envelope, first) = match head {
         Some(Ok(head)) => head,
+        Some(Err(HeadError::Refused(why))) => {
+            recv.stop(codes::STREAM_CANCELLED);
+            abort.abort(codes::STREAM_CANCELLED);
+            return Err(Failed::StreamRefused(why));
+        }
         Some(Err(e)) => {
             let code = match e {
                 HeadError::Malformed(_) | HeadError::Truncated { .. } => codes::STREAM_MALFORMED,
@@ -212,7 +218,9 @@ async fn head_deadline(mut progress: watch::Receiver<()>, limit: Duration) {
     tokio::time::sleep(limit).await;
 }
 
-/// Opens a stream on the live connection and writes the envelope, within `connect_wait`.
+/// Opens a stream on the live connection and sends the envelope, within `connect_wait`
+/// (stream credit included: QUIC's stream limit, HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS;
+/// see `TunnelConn::open`).
 ///
 /// Nothing of the agent's request has been consumed yet, so if the connection turns out to
 /// be dead (the gateway restarted and the supervisor has not noticed), the next connection is
@@ -226,21 +234,11 @@ async fn open_stream(shared: &Shared, envelope: Bytes) -> Result<(SendGuard, Rec
             .connection(deadline, failed)
             .await
             .map_err(Failed::Unavailable)?;
-        // `open_bi` waits when the gateway's stream limit is reached (RFC 9000 §4.6).
-        let (send, recv) = match tokio::time::timeout_at(deadline, conn.open_bi()).await {
-            Err(_elapsed) => return Err(Failed::NoStreamCredit),
-            Ok(Err(_lost)) => {
-                failed = Some(conn.stable_id());
-                continue;
-            }
-            Ok(Ok(streams)) => streams,
-        };
-        let (mut send, recv) = (SendGuard::new(send), RecvGuard::new(recv));
-        match tokio::time::timeout_at(deadline, send.write(envelope.clone())).await {
-            Err(_elapsed) => return Err(Failed::NoStreamCredit),
-            Ok(Ok(())) => return Ok((send, recv)),
-            Ok(Err(WriteError::ConnectionLost(_))) => failed = Some(conn.stable_id()),
-            Ok(Err(e)) => return Err(Failed::StreamRefused(e)),
+        match conn.open(envelope.clone(), deadline).await {
+            Ok((send, recv)) => return Ok((SendGuard::new(send), RecvGuard::new(recv))),
+            Err(OpenError::Lost) => failed = Some(conn.id()),
+            Err(OpenError::NoCredit) => return Err(Failed::NoStreamCredit),
+            Err(OpenError::Refused(why)) => return Err(Failed::StreamRefused(why)),
         }
     }
 }
@@ -257,7 +255,7 @@ enum Failed {
     /// The gateway allowed no new stream in time.
     NoStreamCredit,
     /// The gateway refused the stream at once.
-    StreamRefused(WriteError),
+    StreamRefused(String),
     /// The response envelope could not be read.
     Head(HeadError),
     /// No response envelope in time.
@@ -300,8 +298,8 @@ impl Failed {
             Failed::Unavailable(Unavailable::Stopped) => "shutting_down",
             Failed::Unavailable(_) => "no_connection",
             Failed::NoStreamCredit => "no_stream_credit",
-            Failed::StreamRefused(_) => "stream_refused",
-            Failed::Head(HeadError::Reset(_)) => "stream_reset",
+            Failed::StreamRefused(_) | Failed::Head(HeadError::Refused(_)) => "stream_refused",
+            Failed::Head(HeadError::Reset(_) | HeadError::Aborted(_)) => "stream_reset",
             Failed::Head(HeadError::ConnectionLost(_)) => "connection_lost",
             Failed::Head(_) | Failed::BadReply(_) => "bad_gateway_reply",
             Failed::HeadTimeout => "gateway_timeout",
@@ -345,11 +343,15 @@ impl Failed {
                 "the gateway {gw} reset the request stream before answering (code {code:#x}, {})",
                 app_code_name(*code)
             ),
-            Failed::Head(HeadError::ConnectionLost(e)) => {
-                format!(
-                    "the connection to the gateway {gw} was lost before it answered: {}",
-                    lost(e)
-                )
+            Failed::Head(HeadError::Aborted(why)) => format!(
+                "the gateway {gw} reset the request stream before answering (HTTP/2 RST_STREAM \
+                 without an aimux code: {why})"
+            ),
+            Failed::Head(HeadError::ConnectionLost(why)) => {
+                format!("the connection to the gateway {gw} was lost before it answered: {why}")
+            }
+            Failed::Head(HeadError::Refused(why)) => {
+                format!("the gateway {gw} refused the request stream: {why}")
             }
             Failed::Head(HeadError::Read(e)) => {
                 format!("reading the gateway's answer failed: {e}")
@@ -373,19 +375,6 @@ impl Failed {
             );
         }
         response
-    }
-}
-
-fn lost(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::ApplicationClosed(close) => {
-            let code = close.error_code.into_inner();
-            format!(
-                "closed by the gateway with code {code:#x} ({})",
-                app_code_name(code)
-            )
-        }
-        other => other.to_string(),
     }
 }
 

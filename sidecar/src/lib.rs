@@ -2,20 +2,22 @@
 //!
 //! It owns the agent-facing side of the mesh: local listeners on loopback (one per service
 //! the agent may call, plus an optional generic proxy listener), and the single persistent
-//! mutual-TLS QUIC connection to the gateway on which every request becomes its own
-//! bidirectional stream opened by an `aimux-wire` request envelope. Bodies are never
-//! rewritten: the bytes the upstream receives are the bytes the agent sent, and back.
+//! mutual-TLS connection to the gateway, over QUIC or over HTTP/2 on TLS/TCP
+//! ([`Transport`]), on which every request becomes its own stream opened by an `aimux-wire`
+//! request envelope. Bodies are never rewritten: the bytes the upstream receives are the
+//! bytes the agent sent, and back.
 //!
 //! ```text
 //! agent ──HTTP/1.1──▶ listener ──▶ exchange ──stream──▶ ┐
-//!                      (hyper)     envelope + body       │ one QUIC connection,
+//!                      (hyper)     envelope + body       │ one QUIC or HTTP/2 connection,
 //! agent ◀─────────────────────── response head + body ◀─ ┘ owned by the tunnel supervisor
 //! ```
 //!
-//! Modules: `config` (typed settings), `tunnel` (supervisor, backoff, close classification),
-//! `listener` (accept loops, hyper), `proxy` (destination of a request, pure), `request`
-//! (envelope building, pure), `exchange` (one request over one stream), `upload` and `body`
-//! (the two directions of a stream), `reply` (responses to the agent), `stats`.
+//! Modules: `config` (typed settings), `tunnel` (supervisor, backoff, close classification,
+//! the transport seam and the HTTP/2 transport), `listener` (accept loops, hyper), `proxy`
+//! (destination of a request, pure), `request` (envelope building, pure), `exchange` (one
+//! request over one stream), `upload` and `body` (the two directions of a stream), `reply`
+//! (responses to the agent), `stats`, `rt` (an owned executor for hyper's HTTP/2 tasks).
 //!
 //! ```no_run
 //! # async fn run(config: aimux_sidecar::SidecarConfig) -> Result<(), aimux_sidecar::SidecarError> {
@@ -49,6 +51,7 @@ mod listener;
 mod proxy;
 mod reply;
 mod request;
+mod rt;
 mod stats;
 mod tunnel;
 mod upload;
@@ -65,7 +68,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-pub use crate::config::{GatewayTarget, ListenerConfig, SidecarConfig, TunnelSettings};
+pub use crate::config::{GatewayTarget, ListenerConfig, SidecarConfig, Transport, TunnelSettings};
 pub use crate::error::SidecarError;
 pub use crate::stats::{ConnectionState, SidecarStats, StatsHandle};
 
@@ -74,7 +77,8 @@ use crate::fmt::Secs;
 use crate::listener::BoundListener;
 use crate::proxy::Addressing;
 use crate::stats::Counters;
-use crate::tunnel::{LinkStatus, Subject, Supervisor, Tunnel};
+use crate::tunnel::h2::H2Dialer;
+use crate::tunnel::{Dialer, LinkStatus, Subject, Supervisor, Tunnel};
 
 /// After the grace period, how long cut-off connections get to wind down.
 const HARD_STOP_WAIT: Duration = Duration::from_secs(1);
@@ -83,13 +87,14 @@ const HARD_STOP_WAIT: Duration = Duration::from_secs(1);
 /// which is milliseconds on a healthy path.
 const ENDPOINT_IDLE_WAIT: Duration = Duration::from_secs(2);
 
-/// A bound sidecar: its listeners are open and its UDP socket is bound, but nothing is
-/// accepted and no connection is made until [`Sidecar::run`].
+/// A bound sidecar: its listeners are open (and, for QUIC, its UDP socket is bound), but
+/// nothing is accepted and no connection is made until [`Sidecar::run`].
 pub struct Sidecar {
     shared: Arc<Shared>,
     listeners: Vec<BoundListener>,
     supervisor: Supervisor,
-    endpoint: Endpoint,
+    /// The QUIC endpoint; `None` over HTTP/2.
+    endpoint: Option<Endpoint>,
     stats: StatsHandle,
 }
 
@@ -104,8 +109,8 @@ impl stdfmt::Debug for Sidecar {
 }
 
 impl Sidecar {
-    /// Validates the configuration, builds the TLS and QUIC configuration, binds every
-    /// listener and the UDP endpoint. Errors name the address or setting at fault.
+    /// Validates the configuration, builds the TLS (and QUIC) configuration, binds every
+    /// listener (and the UDP endpoint). Errors name the address or setting at fault.
     pub async fn bind(config: SidecarConfig) -> Result<Sidecar, SidecarError> {
         let SidecarConfig {
             identity,
@@ -124,8 +129,7 @@ impl Sidecar {
             check_service(l)?;
         }
 
-        let (client_config, verifier) =
-            tunnel::client_config(&identity, trust, &gateway, &settings)?;
+        let (tls, verifier) = tunnel::tls_config(&identity, trust, &gateway)?;
         let mut bound = Vec::with_capacity(listeners.len() + 1);
         for l in listeners {
             bound.push(BoundListener::bind(l.listen, Addressing::Service(l.service)).await?);
@@ -133,12 +137,20 @@ impl Sidecar {
         if let Some(listen) = proxy {
             bound.push(BoundListener::bind(listen, Addressing::Proxy).await?);
         }
-        let mut endpoint = tunnel::bind_endpoint(gateway.addr)?;
-        endpoint.set_default_client_config(client_config);
+        let (dialer, endpoint) = match gateway.transport {
+            Transport::Quic => {
+                let client_config = tunnel::quic_client_config(tls, &gateway, &settings)?;
+                let mut endpoint = tunnel::bind_endpoint(gateway.addr)?;
+                endpoint.set_default_client_config(client_config);
+                (Dialer::Quic(endpoint.clone()), Some(endpoint))
+            }
+            Transport::H2 => (Dialer::H2(H2Dialer::new(tls, &gateway, &settings)?), None),
+        };
 
         let id = identity.spiffe_id();
         let label = id.path().trim_start_matches('/').to_owned();
         let subject = Subject {
+            transport: gateway.transport,
             gateway: gateway.addr,
             agent_label: label.clone(),
             agent_name: id.workload_name().unwrap_or("NAME").to_owned(),
@@ -156,7 +168,7 @@ impl Sidecar {
             hard_stop: CancellationToken::new(),
         });
         let supervisor = Supervisor {
-            endpoint: endpoint.clone(),
+            dialer,
             verifier,
             gateway,
             settings,
@@ -199,8 +211,9 @@ impl Sidecar {
     ///
     /// 1. stop accepting; idle agent connections close, busy ones finish their request;
     /// 2. after [`TunnelSettings::shutdown_grace`], cut off what is still running;
-    /// 3. close the QUIC connection with `SHUTDOWN` (SPEC.md §12) and wait (bounded) for the
-    ///    endpoint to go idle, so the gateway learns at once instead of by idle timeout.
+    /// 3. close the connection, so the gateway learns at once instead of by idle timeout:
+    ///    QUIC with `SHUTDOWN` (SPEC.md §12), waiting (bounded) for the endpoint to go idle;
+    ///    HTTP/2 with GOAWAY (RFC 9113 §6.8).
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), SidecarError> {
         let Sidecar {
             shared,
@@ -271,16 +284,18 @@ impl Sidecar {
                 .await
                 .map_err(|e| SidecarError::Task(format!("the tunnel supervisor failed: {e}"))),
         };
-        endpoint.close(VarInt::from_u32(codes::CLOSE_SHUTDOWN), b"shutdown");
-        if was_connected
-            && tokio::time::timeout(ENDPOINT_IDLE_WAIT, endpoint.wait_idle())
-                .await
-                .is_err()
-        {
-            debug!(
-                "the QUIC endpoint did not go idle within {}",
-                Secs(ENDPOINT_IDLE_WAIT)
-            );
+        if let Some(endpoint) = endpoint {
+            endpoint.close(VarInt::from_u32(codes::CLOSE_SHUTDOWN), b"shutdown");
+            if was_connected
+                && tokio::time::timeout(ENDPOINT_IDLE_WAIT, endpoint.wait_idle())
+                    .await
+                    .is_err()
+            {
+                debug!(
+                    "the QUIC endpoint did not go idle within {}",
+                    Secs(ENDPOINT_IDLE_WAIT)
+                );
+            }
         }
         info!("sidecar for {} stopped", shared.label);
         joined

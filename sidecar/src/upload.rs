@@ -1,11 +1,12 @@
 //! The request side of a request stream: the envelope, then the agent's body copied frame by
 //! frame as it arrives, then FIN.
 //!
-//! Nothing is buffered beyond the chunk in hand: `write_chunk` waits for QUIC flow control,
-//! which stops hyper reading from the agent's socket, so a body of any size streams with
-//! bounded memory. A body that ends abnormally (the agent disconnected, a malformed chunked
-//! encoding) resets the stream instead of finishing it: quinn's default on drop is FIN, which
-//! would let the gateway take a truncated body for a complete one (SPEC.md §2.3).
+//! Nothing is buffered beyond the chunk in hand (and, over HTTP/2, a few chunks in a bounded
+//! channel): a write waits for the transport's flow control, which stops hyper reading from
+//! the agent's socket, so a body of any size streams with bounded memory. A body that ends
+//! abnormally (the agent disconnected, a malformed chunked encoding) resets the stream
+//! instead of finishing it: quinn's default on drop is FIN, which would let the gateway take a
+//! truncated body for a complete one (SPEC.md §2.3).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -14,22 +15,23 @@ use aimux_wire::codes;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use quinn::{SendStream, VarInt, WriteError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::fmt::app_code_name;
+use crate::tunnel::transport::{SendError, StreamSend};
 
-/// A `SendStream` that is reset with `CANCELLED` if dropped before it was finished.
+/// A stream's sending direction that is reset with `CANCELLED` if dropped before it was
+/// finished.
 #[derive(Debug)]
 pub(crate) struct SendGuard {
-    stream: SendStream,
+    stream: StreamSend,
     done: bool,
 }
 
 impl SendGuard {
-    pub(crate) fn new(stream: SendStream) -> Self {
+    pub(crate) fn new(stream: StreamSend) -> Self {
         SendGuard {
             stream,
             done: false,
@@ -37,22 +39,22 @@ impl SendGuard {
     }
 
     /// Writes one chunk in full (waits for flow control).
-    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), WriteError> {
-        self.stream.write_chunk(chunk).await
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<(), SendError> {
+        self.stream.write(chunk).await
     }
 
-    /// Ends the payload with FIN.
+    /// Ends the payload (FIN, END_STREAM).
     pub(crate) fn finish(mut self) {
         self.done = true;
-        // Fails only if already finished or reset.
-        let _ = self.stream.finish();
+        self.stream.finish();
     }
 
-    /// Abandons the payload (RESET_STREAM, RFC 9000 §3.1) with `code`.
+    /// Abandons the payload with `code` (RESET_STREAM, RFC 9000 §3.1; over HTTP/2 the
+    /// reset trailer, SPEC.md §12.1).
     pub(crate) fn reset(&mut self, code: u32) {
         if !self.done {
             self.done = true;
-            let _ = self.stream.reset(VarInt::from_u32(code));
+            self.stream.reset(code);
         }
     }
 }
@@ -145,15 +147,16 @@ pub(crate) async fn upload(
                 sent = sent.saturating_add(len);
                 progress.send_replace(());
             }
-            Err(WriteError::Stopped(code)) => {
+            Err(SendError::Stopped(code)) => {
                 // The gateway does not want (the rest of) the body, e.g. it refused the
-                // request; its response says why. quinn answers STOP_SENDING with a reset.
+                // request; its response says why. quinn answers STOP_SENDING with a reset;
+                // over HTTP/2 the stream is over already.
                 send.done = true;
                 debug!(
                     %request_id,
                     sent,
                     "the gateway stopped the request body ({})",
-                    app_code_name(code.into_inner())
+                    code.map_or("no code", app_code_name)
                 );
                 return;
             }

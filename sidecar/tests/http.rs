@@ -1,5 +1,6 @@
-//! The data path through a real sidecar: agent HTTP/1.1 → sidecar listener → QUIC stream
-//! with an envelope → test gateway, and back. Real certificates, real QUIC, real HTTP clients.
+//! The data path through a real sidecar: agent HTTP/1.1 → sidecar listener → tunnel stream
+//! with an envelope → test gateway, and back. Real certificates, real QUIC and real HTTP/2
+//! over TLS/TCP (every test runs once per transport), real HTTP clients.
 // Test helpers outside `#[test]` functions may unwrap too (clippy.toml allows it in tests).
 #![allow(clippy::unwrap_used)]
 
@@ -17,8 +18,25 @@ use hyper::body::Frame;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, mpsc};
 
+use aimux_sidecar::Transport;
 use support::http_client::{Client, Raw, WAIT, fetch, get, post};
-use support::{GatewayStream, Harness, echo, handler, outcome};
+use support::{GatewayStream, Harness, ReadErr, echo, handler, outcome, over_both};
+
+over_both!(
+    the_envelope_carries_identity_destination_intent_and_trace,
+    hop_by_hop_headers_are_stripped,
+    chunked_and_multi_megabyte_bodies_are_byte_identical_both_ways,
+    large_uploads_and_downloads_stream_intact,
+    keep_alive_and_pipelined_requests_share_one_connection,
+    the_proxy_listener_takes_the_destination_from_the_request,
+    outcomes_other_than_forwarded_become_status_and_outcome_header,
+    a_denial_before_the_body_is_read_is_answered_at_once,
+    server_sent_events_reach_the_agent_one_by_one,
+    a_streamed_response_is_not_held_back_by_a_pipelined_request_behind_it,
+    a_stream_reset_mid_body_aborts_the_agents_response,
+    an_agent_that_goes_away_cancels_its_stream,
+    unusable_replies_become_502,
+);
 
 fn header<'a>(parts: &'a http::response::Parts, name: &str) -> &'a str {
     parts
@@ -46,9 +64,8 @@ fn data(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_envelope_carries_identity_destination_intent_and_trace() {
-    let mut h = Harness::start(echo()).await;
+async fn the_envelope_carries_identity_destination_intent_and_trace(t: Transport) {
+    let mut h = Harness::start(t, echo()).await;
     let tools = h.listener("tools");
     let authority = tools.to_string();
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -91,9 +108,8 @@ async fn the_envelope_carries_identity_destination_intent_and_trace() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn hop_by_hop_headers_are_stripped() {
-    let h = Harness::start(echo()).await;
+async fn hop_by_hop_headers_are_stripped(t: Transport) {
+    let h = Harness::start(t, echo()).await;
     let addr = h.listener("echo");
     let mut raw = Raw::connect(addr).await;
     raw.write(
@@ -125,9 +141,8 @@ async fn hop_by_hop_headers_are_stripped() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn chunked_and_multi_megabyte_bodies_are_byte_identical_both_ways() {
-    let h = Harness::start(echo()).await;
+async fn chunked_and_multi_megabyte_bodies_are_byte_identical_both_ways(t: Transport) {
+    let h = Harness::start(t, echo()).await;
     let addr = h.listener("echo");
 
     // A chunked request body (no content-length), sent in uneven pieces: the echo comes back
@@ -194,9 +209,8 @@ fn hash_and_generate() -> support::Handler {
     })
 }
 
-#[tokio::test]
-async fn large_uploads_and_downloads_stream_intact() {
-    let h = Harness::start(hash_and_generate()).await;
+async fn large_uploads_and_downloads_stream_intact(t: Transport) {
+    let h = Harness::start(t, hash_and_generate()).await;
     let addr = h.listener("tools");
     let upload = data(32 << 20, 3);
     let request = Request::post("/upload")
@@ -213,9 +227,8 @@ async fn large_uploads_and_downloads_stream_intact() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn keep_alive_and_pipelined_requests_share_one_connection() {
-    let mut h = Harness::start(echo()).await;
+async fn keep_alive_and_pipelined_requests_share_one_connection(t: Transport) {
+    let mut h = Harness::start(t, echo()).await;
     let addr = h.listener("echo");
 
     // Three requests written back to back before reading anything (RFC 9112 §9.3.2): the
@@ -261,9 +274,8 @@ async fn keep_alive_and_pipelined_requests_share_one_connection() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn the_proxy_listener_takes_the_destination_from_the_request() {
-    let h = Harness::start(echo()).await;
+async fn the_proxy_listener_takes_the_destination_from_the_request(t: Transport) {
+    let h = Harness::start(t, echo()).await;
     let proxy = h.proxy();
 
     // Absolute form, as clients send with HTTP_PROXY set.
@@ -321,8 +333,7 @@ async fn the_proxy_listener_takes_the_destination_from_the_request() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn outcomes_other_than_forwarded_become_status_and_outcome_header() {
+async fn outcomes_other_than_forwarded_become_status_and_outcome_header(t: Transport) {
     // The gateway picks the outcome code from the path: /outcome/N.
     let gateway = handler(|mut s: GatewayStream| async move {
         let path = s.envelope.http.as_ref().unwrap().path.clone();
@@ -332,7 +343,7 @@ async fn outcomes_other_than_forwarded_become_status_and_outcome_header() {
             .await;
         s.finish();
     });
-    let h = Harness::start(gateway).await;
+    let h = Harness::start(t, gateway).await;
     let addr = h.listener("tools");
     for (code, status, name) in [
         (1, 403, "denied_by_policy"),
@@ -358,12 +369,11 @@ async fn outcomes_other_than_forwarded_become_status_and_outcome_header() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_denial_before_the_body_is_read_is_answered_at_once() {
-    let h = Harness::start(outcome(
-        Outcome::DeniedByPolicy,
-        "agent/alice may not call tools",
-    ))
+async fn a_denial_before_the_body_is_read_is_answered_at_once(t: Transport) {
+    let h = Harness::start(
+        t,
+        outcome(Outcome::DeniedByPolicy, "agent/alice may not call tools"),
+    )
     .await;
     let addr = h.listener("tools");
     // The gateway answers without reading the 4 MiB body (SPEC.md §2.6).
@@ -377,8 +387,7 @@ async fn a_denial_before_the_body_is_read_is_answered_at_once() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn server_sent_events_reach_the_agent_one_by_one() {
+async fn server_sent_events_reach_the_agent_one_by_one(t: Transport) {
     let (events_tx, events_rx) = mpsc::channel::<Bytes>(1);
     let events_rx = Arc::new(Mutex::new(events_rx));
     let gateway = handler(move |mut s: GatewayStream| {
@@ -395,7 +404,7 @@ async fn server_sent_events_reach_the_agent_one_by_one() {
             s.finish();
         }
     });
-    let h = Harness::start(gateway).await;
+    let h = Harness::start(t, gateway).await;
     let addr = h.listener("tools");
     let mut client = Client::connect(addr).await;
     let response = client.send(get("tools", "/sse")).await;
@@ -428,8 +437,7 @@ async fn server_sent_events_reach_the_agent_one_by_one() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_streamed_response_is_not_held_back_by_a_pipelined_request_behind_it() {
+async fn a_streamed_response_is_not_held_back_by_a_pipelined_request_behind_it(t: Transport) {
     let (events_tx, events_rx) = mpsc::channel::<Bytes>(1);
     let events_rx = Arc::new(Mutex::new(events_rx));
     let gateway = handler(move |mut s: GatewayStream| {
@@ -447,7 +455,7 @@ async fn a_streamed_response_is_not_held_back_by_a_pipelined_request_behind_it()
             s.finish();
         }
     });
-    let h = Harness::start(gateway).await;
+    let h = Harness::start(t, gateway).await;
     let mut raw = Raw::connect(h.listener("tools")).await;
     // The second request is already in the sidecar's read buffer while the first streams.
     raw.write(b"GET /sse HTTP/1.1\r\nHost: tools\r\n\r\nGET /next HTTP/1.1\r\nHost: tools\r\n\r\n")
@@ -468,29 +476,44 @@ async fn a_streamed_response_is_not_held_back_by_a_pipelined_request_behind_it()
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_stream_reset_mid_body_aborts_the_agents_response() {
-    let gateway = handler(|mut s: GatewayStream| async move {
-        let with_length = s.envelope.http.as_ref().unwrap().path == "/with-length";
-        let mut head = HttpResponseHead::new(200);
-        if with_length {
-            head = head.with_header("content-length", "1000");
+async fn a_stream_reset_mid_body_aborts_the_agents_response(t: Transport) {
+    // The gateway resets only once the agent has seen part of the body (the test says
+    // when), so the order of events does not depend on timing.
+    let (reset_tx, reset_rx) = mpsc::channel::<()>(1);
+    let reset_rx = Arc::new(Mutex::new(reset_rx));
+    let gateway = handler(move |mut s: GatewayStream| {
+        let reset_now = Arc::clone(&reset_rx);
+        async move {
+            let with_length = s.envelope.http.as_ref().unwrap().path == "/with-length";
+            let mut head = HttpResponseHead::new(200);
+            if with_length {
+                head = head.with_header("content-length", "1000");
+            }
+            s.respond(&ResponseEnvelope::forwarded(head)).await;
+            s.write(Bytes::from_static(b"partial")).await;
+            reset_now.lock().await.recv().await;
+            s.reset(codes::STREAM_UPSTREAM_FAILED).await;
         }
-        s.respond(&ResponseEnvelope::forwarded(head)).await;
-        s.write(Bytes::from_static(b"partial")).await;
-        // Let the bytes leave before the reset, so the agent has seen part of the body.
-        tokio::task::yield_now().await;
-        s.send
-            .reset(quinn::VarInt::from_u32(codes::STREAM_UPSTREAM_FAILED))
-            .unwrap();
     });
-    let h = Harness::start(gateway).await;
+    let h = Harness::start(t, gateway).await;
     let addr = h.listener("tools");
     for path in ["/chunked", "/with-length"] {
         let mut client = Client::connect(addr).await;
         let response = client.send(get("tools", path)).await;
         assert_eq!(response.status(), 200);
-        let result = tokio::time::timeout(WAIT, response.into_body().collect())
+        let mut body = response.into_body();
+        let mut got = Vec::new();
+        while got.len() < b"partial".len() {
+            let frame = tokio::time::timeout(WAIT, body.frame())
+                .await
+                .expect("the first bytes arrive")
+                .expect("the body goes on")
+                .unwrap();
+            got.extend_from_slice(&frame.into_data().unwrap());
+        }
+        assert_eq!(got, b"partial");
+        reset_tx.send(()).await.unwrap();
+        let result = tokio::time::timeout(WAIT, body.collect())
             .await
             .expect("the body neither ended nor failed");
         assert!(
@@ -502,8 +525,7 @@ async fn a_stream_reset_mid_body_aborts_the_agents_response() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_that_goes_away_cancels_its_stream() {
+async fn an_agent_that_goes_away_cancels_its_stream(t: Transport) {
     // The gateway reports the code with which the sidecar gave up on each stream.
     let (codes_tx, mut codes_rx) = mpsc::unbounded_channel::<(String, Option<u64>)>();
     let gateway = handler(move |mut s: GatewayStream| {
@@ -514,11 +536,11 @@ async fn an_agent_that_goes_away_cancels_its_stream() {
                 // The agent vanishes mid-body: the request stream must be reset, not
                 // finished, or a truncated body would pass for a complete one.
                 let code = loop {
-                    match s.recv.read_chunk(usize::MAX, true).await {
+                    match s.read_chunk().await {
                         Ok(Some(_)) => continue,
                         Ok(None) => break None,
-                        Err(quinn::ReadError::Reset(code)) => break Some(code.into_inner()),
-                        Err(e) => panic!("{e}"),
+                        Err(ReadErr::Reset(code)) => break Some(code),
+                        Err(e) => panic!("{e:?}"),
                     }
                 };
                 codes_tx.send((path, code)).unwrap();
@@ -528,11 +550,11 @@ async fn an_agent_that_goes_away_cancels_its_stream() {
                 .await;
             s.write(Bytes::from_static(b"first event\n\n")).await;
             // The agent vanishes mid-response: the sidecar stops our sending direction.
-            let code = s.send.stopped().await.unwrap().map(|c| c.into_inner());
+            let code = s.stopped().await;
             codes_tx.send((path, code)).unwrap();
         }
     });
-    let mut h = Harness::start(gateway).await;
+    let mut h = Harness::start(t, gateway).await;
     let addr = h.listener("tools");
 
     let mut raw = Raw::connect(addr).await;
@@ -545,7 +567,12 @@ async fn an_agent_that_goes_away_cancels_its_stream() {
         .unwrap()
         .unwrap();
     assert_eq!(path, "/events");
-    assert_eq!(code, Some(u64::from(codes::STREAM_CANCELLED)));
+    // Over HTTP/2 the stream is reset (RST_STREAM) without the aimux code.
+    let expected = match t {
+        Transport::H2 => None,
+        _ => Some(u64::from(codes::STREAM_CANCELLED)),
+    };
+    assert_eq!(code, expected);
 
     let mut raw = Raw::connect(addr).await;
     raw.write(b"POST /upload HTTP/1.1\r\nHost: tools\r\nContent-Length: 100000\r\n\r\npartial")
@@ -562,8 +589,7 @@ async fn an_agent_that_goes_away_cancels_its_stream() {
     h.stop().await;
 }
 
-#[tokio::test]
-async fn unusable_replies_become_502() {
+async fn unusable_replies_become_502(t: Transport) {
     let gateway = handler(|mut s: GatewayStream| async move {
         let path = s.envelope.http.as_ref().unwrap().path.clone();
         match path.as_str() {
@@ -576,16 +602,14 @@ async fn unusable_replies_become_502() {
                     .await;
             }
             "/reset" => {
-                s.send
-                    .reset(quinn::VarInt::from_u32(codes::STREAM_UPSTREAM_FAILED))
-                    .unwrap();
+                s.reset(codes::STREAM_UPSTREAM_FAILED).await;
                 return;
             }
             _ => {}
         }
         s.finish();
     });
-    let h = Harness::start(gateway).await;
+    let h = Harness::start(t, gateway).await;
     let addr = h.listener("tools");
     for (path, outcome, needle) in [
         ("/garbage", "bad_gateway_reply", "invalid response envelope"),

@@ -1,5 +1,6 @@
 //! The tunnel's life: connecting, failing, reconnecting, revocation, refusals and shutdown,
-//! against a real test gateway. States are asserted through `stats()`, not timing.
+//! against a real test gateway, over QUIC and over HTTP/2 on TLS/TCP. States are asserted
+//! through `stats()`, not timing.
 // Test helpers outside `#[test]` functions may unwrap too (clippy.toml allows it in tests).
 #![allow(clippy::unwrap_used)]
 
@@ -9,19 +10,44 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aimux_sidecar::{ConnectionState, Sidecar, SidecarError};
+use aimux_sidecar::{ConnectionState, Sidecar, SidecarError, Transport};
 use aimux_wire::{HttpResponseHead, ResponseEnvelope, codes};
 use bytes::Bytes;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use support::http_client::{Client, fetch, get};
-use support::{GatewayStream, Harness, Mesh, TestGateway, echo, handler, init_tracing};
+use support::{
+    Closed, GatewayStream, Harness, Mesh, TestGateway, echo, handler, init_tracing, over_both,
+};
 
-/// A loopback UDP port with nothing behind it.
-fn dead_udp_port() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap()
+over_both!(
+    requests_get_a_503_within_the_bounded_wait_when_the_gateway_is_down,
+    the_sidecar_reconnects_when_the_gateway_restarts_on_the_same_port,
+    a_revoked_certificate_refused_in_the_handshake_is_reported,
+    a_gateway_with_the_wrong_identity_is_refused,
+    shutdown_lets_in_flight_requests_finish_then_closes_the_connection,
+    a_request_without_stream_credit_gets_a_503_within_the_bounded_wait,
+    a_connection_lost_before_the_answer_gives_a_503_that_says_so,
+    a_gateway_that_never_answers_gives_a_504,
+);
+
+/// A loopback port of `transport`'s kind with nothing behind it.
+fn dead_port(transport: Transport) -> SocketAddr {
+    match transport {
+        Transport::H2 => {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap()
+        }
+        _ => {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap()
+        }
+    }
+}
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
 }
 
 fn text(body: &Bytes) -> String {
@@ -40,12 +66,11 @@ async fn wait_for(
     .unwrap_or_else(|_| panic!("never reached {state}: {:?}", stats.snapshot()))
 }
 
-#[tokio::test]
-async fn requests_get_a_503_within_the_bounded_wait_when_the_gateway_is_down() {
+async fn requests_get_a_503_within_the_bounded_wait_when_the_gateway_is_down(t: Transport) {
     init_tracing();
     let mesh = Mesh::new();
-    let gateway = dead_udp_port();
-    let config = mesh.sidecar_config(gateway);
+    let gateway = dead_port(t);
+    let config = mesh.sidecar_config(t, gateway);
     let connect_wait = config.tunnel.connect_wait;
     let sidecar = Sidecar::bind(config).await.unwrap();
     let stats = sidecar.stats_handle();
@@ -64,12 +89,21 @@ async fn requests_get_a_503_within_the_bounded_wait_when_the_gateway_is_down() {
     );
     assert!(waited < connect_wait + Duration::from_secs(2), "{waited:?}");
     let body = text(&body);
+    let cause = match t {
+        Transport::H2 => format!(
+            "cannot connect to gateway {gateway} over TCP: connection refused (is the gateway \
+             running with its HTTP/2 tunnel listener on {gateway}?)"
+        ),
+        _ => format!(
+            "no answer to the QUIC handshake within 1 s (is the gateway running, and is UDP \
+             {gateway} reachable from here?)"
+        ),
+    };
     assert_eq!(
         body,
         format!(
-            "aimux sidecar (agent/alice): no connection to the gateway {gateway} for 2 s: no \
-             answer to the QUIC handshake within 1 s (is the gateway running, and is UDP \
-             {gateway} reachable from here?); retrying\n"
+            "aimux sidecar (agent/alice): no connection to the gateway {gateway} for 2 s: \
+             {cause}; retrying\n"
         )
     );
     let snapshot = stats.snapshot();
@@ -86,9 +120,8 @@ async fn requests_get_a_503_within_the_bounded_wait_when_the_gateway_is_down() {
     assert_eq!(stats.snapshot().state, ConnectionState::Stopped);
 }
 
-#[tokio::test]
-async fn the_sidecar_reconnects_when_the_gateway_restarts_on_the_same_port() {
-    let h = Harness::start_with(echo(), |c| {
+async fn the_sidecar_reconnects_when_the_gateway_restarts_on_the_same_port(t: Transport) {
+    let h = Harness::start_with(t, echo(), |c| {
         c.tunnel.connect_wait = Duration::from_secs(15);
     })
     .await;
@@ -106,8 +139,8 @@ async fn the_sidecar_reconnects_when_the_gateway_restarts_on_the_same_port() {
     } = h;
     let gateway_addr = gateway.addr;
     gateway.stop().await;
-    // The cause is the SHUTDOWN close, or the refusal of an immediate retry by the stopping
-    // gateway, or a handshake timeout: whichever came last.
+    // The cause is the SHUTDOWN close (QUIC) or GOAWAY (HTTP/2), or the refusal of an
+    // immediate retry by the stopping gateway, or a handshake timeout: whichever came last.
     let down = wait_for(&stats, ConnectionState::Reconnecting).await;
     let cause = down.last_error.unwrap();
     assert!(cause.contains(&gateway_addr.to_string()), "{cause}");
@@ -115,7 +148,7 @@ async fn the_sidecar_reconnects_when_the_gateway_restarts_on_the_same_port() {
     // A request made while the gateway is down waits for the connection...
     let waiting = tokio::spawn(fetch(addr, get("echo", "/during")));
     // ...which comes back when the gateway does, on the same port.
-    let gateway = TestGateway::start(&mesh, gateway_addr, echo()).await;
+    let gateway = TestGateway::start(&mesh, t, gateway_addr, echo()).await;
     let up = wait_for(&stats, ConnectionState::Connected).await;
     assert_eq!(up.reconnects, 1);
     let (parts, _) = tokio::time::timeout(Duration::from_secs(20), waiting)
@@ -138,7 +171,7 @@ async fn the_sidecar_reconnects_when_the_gateway_restarts_on_the_same_port() {
 
 #[tokio::test]
 async fn a_revoked_close_is_reported_and_backed_off() {
-    let h = Harness::start(echo()).await;
+    let h = Harness::start(Transport::Quic, echo()).await;
     h.gateway.close_all(codes::CLOSE_REVOKED, b"revoked");
     let revoked = h.wait_for(ConnectionState::Revoked).await;
     let cause = revoked.last_error.clone().unwrap();
@@ -164,14 +197,44 @@ async fn a_revoked_close_is_reported_and_backed_off() {
     h.stop().await;
 }
 
+/// HTTP/2 cannot carry the REVOKED close code (SPEC.md §12.1): the gateway drops the
+/// connection, the sidecar reconnects at once, and the new handshake is refused with
+/// `certificate_revoked`, which is reported and backed off exactly as over QUIC.
 #[tokio::test]
-async fn a_revoked_certificate_refused_in_the_handshake_is_reported() {
+async fn over_http2_a_revocation_is_learned_from_the_next_handshake() {
+    let h = Harness::start(Transport::H2, echo()).await;
+    h.mesh.revoke_alice();
+    h.gateway.reload_crl(&h.mesh);
+    h.gateway.close_all(codes::CLOSE_REVOKED, b"revoked");
+    let revoked = h.wait_for(ConnectionState::Revoked).await;
+    assert_eq!(
+        revoked.last_error.as_deref(),
+        Some(
+            format!(
+                "gateway {} refused the handshake: certificate for agent/alice is revoked; \
+                 re-issue it with `aimux certs issue --name alice --force` and restart this \
+                 sidecar",
+                h.gateway.addr
+            )
+            .as_str()
+        )
+    );
+    assert!(revoked.retry_in.unwrap() >= Duration::from_secs(10));
+    let started = Instant::now();
+    let (parts, body) = fetch(h.listener("echo"), get("echo", "/")).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(parts.status, 503);
+    assert!(text(&body).contains("certificate for agent/alice is revoked"));
+    h.stop().await;
+}
+
+async fn a_revoked_certificate_refused_in_the_handshake_is_reported(t: Transport) {
     init_tracing();
     let mesh = Mesh::new();
     mesh.revoke_alice();
     // The gateway's CRL lists alice: its verifier refuses her with certificate_revoked.
-    let gateway = TestGateway::start(&mesh, "127.0.0.1:0".parse().unwrap(), echo()).await;
-    let sidecar = Sidecar::bind(mesh.sidecar_config(gateway.addr))
+    let gateway = TestGateway::start(&mesh, t, any(), echo()).await;
+    let sidecar = Sidecar::bind(mesh.sidecar_config(t, gateway.addr))
         .await
         .unwrap();
     let stats = sidecar.stats_handle();
@@ -204,18 +267,11 @@ async fn a_revoked_certificate_refused_in_the_handshake_is_reported() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_gateway_with_the_wrong_identity_is_refused() {
+async fn a_gateway_with_the_wrong_identity_is_refused(t: Transport) {
     init_tracing();
     let mesh = Mesh::new();
-    let impostor = TestGateway::start_as(
-        &mesh,
-        &mesh.impostor,
-        "127.0.0.1:0".parse().unwrap(),
-        echo(),
-    )
-    .await;
-    let sidecar = Sidecar::bind(mesh.sidecar_config(impostor.addr))
+    let impostor = TestGateway::start_as(&mesh, &mesh.impostor, t, any(), echo()).await;
+    let sidecar = Sidecar::bind(mesh.sidecar_config(t, impostor.addr))
         .await
         .unwrap();
     let stats = sidecar.stats_handle();
@@ -242,8 +298,8 @@ async fn a_gateway_with_the_wrong_identity_is_refused() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn shutdown_lets_in_flight_requests_finish_then_closes_with_shutdown() {
+/// QUIC closes with SHUTDOWN (SPEC.md §12); HTTP/2 with GOAWAY (RFC 9113 §6.8).
+async fn shutdown_lets_in_flight_requests_finish_then_closes_the_connection(t: Transport) {
     // The gateway holds the response open until the test releases it.
     let (release_tx, release_rx) = mpsc::channel::<()>(1);
     let release_rx = Arc::new(Mutex::new(release_rx));
@@ -258,7 +314,7 @@ async fn shutdown_lets_in_flight_requests_finish_then_closes_with_shutdown() {
             s.finish();
         }
     });
-    let mut h = Harness::start(gateway).await;
+    let mut h = Harness::start(t, gateway).await;
     let addr = h.listener("tools");
     let mut client = Client::connect(addr).await;
     let response = client.send(get("tools", "/slow")).await;
@@ -294,19 +350,20 @@ async fn shutdown_lets_in_flight_requests_finish_then_closes_with_shutdown() {
         .expect("the sidecar did not stop")
         .unwrap()
         .unwrap();
-    // The gateway learns at once, with SHUTDOWN (SPEC.md §12).
+    // The gateway learns at once.
     let closed = tokio::time::timeout(Duration::from_secs(5), h.gateway.closed.recv())
         .await
         .unwrap()
         .unwrap();
     match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => {
+        Closed::Quic(quinn::ConnectionError::ApplicationClosed(close)) => {
             assert_eq!(
                 close.error_code.into_inner(),
                 u64::from(codes::CLOSE_SHUTDOWN)
             );
         }
-        other => panic!("expected an application close, got {other}"),
+        Closed::H2(reason) => assert_eq!(reason, "closed", "an orderly close"),
+        other => panic!("expected an application close, got {other:?}"),
     }
     assert_eq!(h.stats.snapshot().state, ConnectionState::Stopped);
 }
@@ -332,16 +389,13 @@ fn hold_until_released() -> (support::Handler, mpsc::Sender<()>, mpsc::Receiver<
     (gateway, release_tx, held_rx)
 }
 
-#[tokio::test]
-async fn a_request_without_stream_credit_gets_a_503_within_the_bounded_wait() {
+async fn a_request_without_stream_credit_gets_a_503_within_the_bounded_wait(t: Transport) {
     init_tracing();
     let mesh = Mesh::new();
     let (gateway, release, mut held) = hold_until_released();
     // The gateway allows one request stream at a time.
-    let config = mesh.server_config_with_streams(&mesh.gateway, 1);
-    let gateway =
-        TestGateway::start_with_config(config, "127.0.0.1:0".parse().unwrap(), gateway).await;
-    let config = mesh.sidecar_config(gateway.addr);
+    let gateway = TestGateway::start_with_streams(&mesh, t, any(), 1, gateway).await;
+    let config = mesh.sidecar_config(t, gateway.addr);
     let connect_wait = config.tunnel.connect_wait;
     let sidecar = Sidecar::bind(config).await.unwrap();
     let stats = sidecar.stats_handle();
@@ -373,10 +427,9 @@ async fn a_request_without_stream_credit_gets_a_503_within_the_bounded_wait() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn a_connection_lost_before_the_answer_gives_a_503_that_says_so() {
+async fn a_connection_lost_before_the_answer_gives_a_503_that_says_so(t: Transport) {
     let (gateway, _release, mut held) = hold_until_released();
-    let h = Harness::start(gateway).await;
+    let h = Harness::start(t, gateway).await;
     let addr = h.listener("echo");
     let waiting = tokio::spawn(fetch(addr, get("echo", "/hold")));
     held.recv().await.unwrap();
@@ -388,19 +441,17 @@ async fn a_connection_lost_before_the_answer_gives_a_503_that_says_so() {
     assert_eq!(parts.status, 503);
     assert_eq!(parts.headers["x-aimux-outcome"], "connection_lost");
     let body = text(&body);
-    assert!(
-        body.contains(
-            "was lost before it answered: closed by the gateway with code 0x0 (SHUTDOWN)"
-        ),
-        "{body}"
-    );
+    let needle = match t {
+        Transport::H2 => "was lost before it answered: the gateway closed the connection",
+        _ => "was lost before it answered: closed by the gateway with code 0x0 (SHUTDOWN)",
+    };
+    assert!(body.contains(needle), "{body}");
     h.stop().await;
 }
 
-#[tokio::test]
-async fn a_gateway_that_never_answers_gives_a_504() {
+async fn a_gateway_that_never_answers_gives_a_504(t: Transport) {
     let (gateway, _release, mut held) = hold_until_released();
-    let mut h = Harness::start_with(gateway, |c| {
+    let mut h = Harness::start_with(t, gateway, |c| {
         c.tunnel.response_head_timeout = Duration::from_secs(1);
     })
     .await;
@@ -424,9 +475,10 @@ async fn a_gateway_that_never_answers_gives_a_504() {
 async fn bind_errors_name_the_address_and_the_problem() {
     init_tracing();
     let mesh = Mesh::new();
+    let quic = Transport::Quic;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_addr = taken.local_addr().unwrap();
-    let mut config = mesh.sidecar_config(dead_udp_port());
+    let mut config = mesh.sidecar_config(quic, dead_port(quic));
     config.listeners[1].listen = taken_addr;
     let err = Sidecar::bind(config).await.unwrap_err();
     assert!(matches!(err, SidecarError::Bind { .. }), "{err}");
@@ -438,17 +490,17 @@ async fn bind_errors_name_the_address_and_the_problem() {
         "{message}"
     );
 
-    let mut config = mesh.sidecar_config(dead_udp_port());
+    let mut config = mesh.sidecar_config(quic, dead_port(quic));
     config.proxy = Some("0.0.0.0:0".parse().unwrap());
     let err = Sidecar::bind(config).await.unwrap_err();
     assert!(err.to_string().contains("not a loopback address"), "{err}");
 
-    let mut config = mesh.sidecar_config(dead_udp_port());
+    let mut config = mesh.sidecar_config(quic, dead_port(quic));
     config.listeners[0].service = "two words".into();
     let err = Sidecar::bind(config).await.unwrap_err();
     assert!(matches!(err, SidecarError::InvalidService { .. }), "{err}");
 
-    let mut config = mesh.sidecar_config(dead_udp_port());
+    let mut config = mesh.sidecar_config(Transport::H2, dead_port(Transport::H2));
     config.listeners.clear();
     config.proxy = None;
     assert!(matches!(

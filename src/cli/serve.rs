@@ -91,6 +91,12 @@ async fn start_gateway(
     if let Some(addr) = gateway.quic_addr() {
         println!("gateway `{}`: QUIC on {addr}", mesh.gateway.name);
     }
+    if let Some(addr) = gateway.h2_addr() {
+        println!(
+            "gateway `{}`: HTTP/2 tunnel on {addr} (TCP, mutual TLS)",
+            mesh.gateway.name
+        );
+    }
     if let Some(addr) = gateway.dev_http_addr() {
         println!(
             "gateway `{}`: dev-mode HTTP on {addr} (trusts x-aimux-identity: never use in production)",

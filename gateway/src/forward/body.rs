@@ -1,5 +1,6 @@
-//! Request bodies handed to the upstream client: the payload of a QUIC stream, read chunk
-//! by chunk as it arrives (never buffered whole), or a dev-mode hyper body.
+//! Request bodies handed to the upstream client: the payload of a tunnel stream (QUIC or
+//! HTTP/2), read chunk by chunk as it arrives (never buffered whole), or a dev-mode hyper
+//! body.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,57 +10,58 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use futures_util::{FutureExt, Stream};
 use http_body::{Body, Frame, SizeHint};
-use quinn::{ReadError, RecvStream, VarInt};
 use tokio::sync::oneshot;
+
+use crate::tunnel::transport::{RecvError, StreamRecv};
 
 /// Errors a request body can fail with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Largest chunk taken from quinn at once. Chunks are zero-copy `Bytes` of received
-/// packets, so this bounds the size of one body frame, not a buffer we allocate; quinn's
-/// stream receive window bounds what the sidecar can send ahead of us.
+/// Largest chunk taken from the stream at once. QUIC chunks are zero-copy `Bytes` of
+/// received packets and HTTP/2 chunks are DATA frames, so this bounds the size of one body
+/// frame, not a buffer we allocate; the transport's stream receive window bounds what the
+/// sidecar can send ahead of us.
 const MAX_CHUNK: usize = 64 * 1024;
 
-/// A `RecvStream` that, when dropped before its end, asks the sidecar to stop sending
-/// with `CANCELLED` (SPEC.md §12) instead of quinn's default code 0, which is not a
-/// stream code of ours.
+/// A stream that, when dropped before its end, asks the sidecar to stop sending with
+/// `CANCELLED` (SPEC.md §12) instead of quinn's default code 0, which is not a stream code
+/// of ours.
 struct StopOnDrop {
-    recv: RecvStream,
+    recv: StreamRecv,
     finished: bool,
 }
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if !self.finished {
-            // Fails only if the stream is already stopped or gone: nothing left to say.
-            let _ = self.recv.stop(VarInt::from_u32(codes::STREAM_CANCELLED));
+            self.recv.stop(codes::STREAM_CANCELLED);
         }
     }
 }
 
-/// The payload of a request stream as an `http_body::Body`: each chunk quinn hands out
-/// becomes one data frame as soon as it arrives; the stream's FIN ends the body (SPEC.md
-/// §2.3), and a RESET_STREAM from the sidecar fails it, which makes the upstream client
-/// abort the request instead of passing on a truncated body.
-pub(crate) struct QuicBody {
-    /// A chunk read ahead by [`QuicBody::peek_end`].
+/// The payload of a request stream as an `http_body::Body`: each chunk the transport hands
+/// out becomes one data frame as soon as it arrives; the end of the stream (FIN,
+/// END_STREAM) ends the body (SPEC.md §2.3), and a reset from the sidecar fails it, which
+/// makes the upstream client abort the request instead of passing on a truncated body.
+pub(crate) struct TunnelBody {
+    /// A chunk read ahead by [`TunnelBody::peek_end`].
     first: Option<Bytes>,
     /// `None` once the stream has ended.
-    chunks: Option<BoxStream<'static, Result<Bytes, ReadError>>>,
+    chunks: Option<BoxStream<'static, Result<Bytes, RecvError>>>,
 }
 
-impl std::fmt::Debug for QuicBody {
+impl std::fmt::Debug for TunnelBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QuicBody")
+        f.debug_struct("TunnelBody")
             .field("first", &self.first.as_ref().map(Bytes::len))
             .field("ended", &self.chunks.is_none())
             .finish()
     }
 }
 
-impl QuicBody {
+impl TunnelBody {
     /// The rest of `recv`, starting right after the request envelope.
-    pub(crate) fn new(recv: RecvStream) -> Self {
+    pub(crate) fn new(recv: StreamRecv) -> Self {
         Self {
             first: None,
             chunks: Some(chunks(recv).boxed()),
@@ -85,22 +87,22 @@ impl QuicBody {
         }
     }
 
-    /// Like [`QuicBody::peek_end`], without waiting: uses what has already arrived.
+    /// Like [`TunnelBody::peek_end`], without waiting: uses what has already arrived.
     pub(crate) fn peek_end_now(&mut self) {
         // `peek_end` only holds state in `self` between polls, so dropping it is safe.
         let _ = self.peek_end().now_or_never();
     }
 }
 
-fn chunks(recv: RecvStream) -> impl Stream<Item = Result<Bytes, ReadError>> + Send + 'static {
+fn chunks(recv: StreamRecv) -> impl Stream<Item = Result<Bytes, RecvError>> + Send + 'static {
     let state = Some(StopOnDrop {
         recv,
         finished: false,
     });
     stream::unfold(state, |state| async move {
         let mut s = state?;
-        match s.recv.read_chunk(MAX_CHUNK, true).await {
-            Ok(Some(chunk)) => Some((Ok(chunk.bytes), Some(s))),
+        match s.recv.read_chunk(MAX_CHUNK).await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(s))),
             Ok(None) => {
                 s.finished = true;
                 None
@@ -114,7 +116,7 @@ fn chunks(recv: RecvStream) -> impl Stream<Item = Result<Bytes, ReadError>> + Se
     })
 }
 
-impl Body for QuicBody {
+impl Body for TunnelBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -161,8 +163,8 @@ pub(crate) type RequestBody = SignalEnd<Inner>;
 /// Where a forwarded request's body comes from.
 #[derive(Debug)]
 pub(crate) enum Inner {
-    /// The payload of a sidecar's QUIC stream.
-    Quic(QuicBody),
+    /// The payload of a sidecar's tunnel stream.
+    Tunnel(TunnelBody),
     /// A dev-mode request's body.
     Dev(hyper::body::Incoming),
 }
@@ -176,29 +178,29 @@ impl Body for Inner {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Self::Quic(b) => Pin::new(b).poll_frame(cx),
+            Self::Tunnel(b) => Pin::new(b).poll_frame(cx),
             Self::Dev(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Quic(b) => b.is_end_stream(),
+            Self::Tunnel(b) => b.is_end_stream(),
             Self::Dev(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Quic(b) => b.size_hint(),
+            Self::Tunnel(b) => b.size_hint(),
             Self::Dev(b) => b.size_hint(),
         }
     }
 }
 
 impl RequestBody {
-    pub(crate) fn quic(body: QuicBody) -> Self {
-        SignalEnd::new(Inner::Quic(body))
+    pub(crate) fn tunnel(body: TunnelBody) -> Self {
+        SignalEnd::new(Inner::Tunnel(body))
     }
 
     pub(crate) fn dev(body: hyper::body::Incoming) -> Self {

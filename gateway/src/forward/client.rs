@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::RequestBody;
 use crate::policy::Refusal;
+use crate::tunnel::transport::RecvError;
 
 /// How long an idle upstream connection stays in the pool.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -73,11 +74,12 @@ pub(crate) fn refusal(
     )
 }
 
-/// True if the request failed because its body did (the sidecar reset the stream).
+/// True if the request failed because its body did (the sidecar reset or abandoned the
+/// stream).
 pub(crate) fn is_request_body_error(error: &(dyn StdError + 'static)) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        if e.is::<quinn::ReadError>() {
+        if e.is::<RecvError>() {
             return true;
         }
         next = e.source();
@@ -133,5 +135,27 @@ mod tests {
         assert_eq!(error_chain(&e), "refused");
         assert_eq!(find_io_kind(&e), Some(io::ErrorKind::ConnectionRefused));
         assert!(!is_request_body_error(&e));
+    }
+
+    #[test]
+    fn a_failed_tunnel_body_is_the_sidecars_doing_on_either_transport() {
+        #[derive(Debug)]
+        struct Wrapper(RecvError);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("body error")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        // QUIC RESET_STREAM and the HTTP/2 reset trailer both read as `Reset`; an HTTP/2
+        // RST_STREAM as `Aborted`.
+        assert!(is_request_body_error(&Wrapper(RecvError::Reset(0x10))));
+        assert!(is_request_body_error(&Wrapper(RecvError::Aborted(
+            "stream error received".into()
+        ))));
     }
 }

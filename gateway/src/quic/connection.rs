@@ -5,27 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimux_certs::pki_types::{CertificateDer, UnixTime};
-use aimux_certs::tls::MeshClientVerifier;
+use aimux_certs::pki_types::CertificateDer;
 use aimux_wire::codes;
 use quinn::{Connection, ConnectionError, Incoming, VarInt};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
-use super::registry::{Live, Registry};
-use super::stream::{self, StreamContext};
-use crate::policy::Caller;
-use crate::revocation;
-use crate::shared::Shared;
-
-/// What every connection task needs.
-#[derive(Debug)]
-pub(crate) struct ConnectionDeps {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) verifier: Arc<MeshClientVerifier>,
-}
+use crate::metrics::Transport;
+use crate::tunnel::registry::Handle;
+use crate::tunnel::stream;
+use crate::tunnel::transport::{StreamRecv, StreamSend};
+use crate::tunnel::{self, ConnectionDeps, report_panic};
 
 /// Why the stream loop ended.
 enum End {
@@ -67,42 +58,21 @@ pub(crate) async fn serve(
         conn.close(VarInt::from_u32(codes::CLOSE_UNAUTHORIZED), b"unauthorized");
         return;
     };
-    let id = match aimux_certs::peer_identity(&certs) {
-        Ok(id) => id,
-        Err(e) => {
-            warn!(%remote, error = %e, "a verified certificate has no usable SPIFFE ID; closing");
-            conn.close(VarInt::from_u32(codes::CLOSE_UNAUTHORIZED), b"unauthorized");
-            return;
-        }
-    };
-    let live = Live {
-        conn: conn.clone(),
-        id: id.clone(),
-        certs,
-    };
-    let _registration = deps.registry.register(live.clone());
-    // A CRL swapped between this handshake and the registration above would have missed
-    // this connection in its sweep: check it once more, now that any later sweep sees it.
-    if let Err(e) = deps.verifier.recheck_peer(&live.certs, UnixTime::now()) {
-        revocation::close_rejected(&live, &e, &deps.shared.metrics);
+    let handle = Handle::Quic(conn.clone());
+    let Some(admitted) = tunnel::admit(&deps, certs, handle, Transport::Quic, remote) else {
         return;
-    }
-    let _open = deps.shared.metrics.connection_opened();
-    info!(identity = %id, %remote, "sidecar connected");
-
-    let ctx = Arc::new(StreamContext {
-        caller: Caller::new(id.clone(), &deps.shared.trust_domain),
-        shared: Arc::clone(&deps.shared),
-    });
+    };
+    let (id, ctx) = (&admitted.id, &admitted.ctx);
     let mut streams = JoinSet::new();
     let end = loop {
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break End::Shutdown,
-            Some(done) = streams.join_next() => report_panic(done, &id),
+            Some(done) = streams.join_next() => report_panic(done, id),
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    streams.spawn(stream::serve(Arc::clone(&ctx), send, recv));
+                    let (send, recv) = (StreamSend::Quic(send), StreamRecv::Quic(recv));
+                    streams.spawn(stream::serve(Arc::clone(ctx), send, recv));
                 }
                 Err(e) => break End::Closed(e),
             },
@@ -154,14 +124,6 @@ async fn drain(conn: &Connection, mut streams: JoinSet<()>, grace: Duration) {
 async fn abort_all(mut streams: JoinSet<()>) {
     streams.abort_all();
     while streams.join_next().await.is_some() {}
-}
-
-fn report_panic(done: Result<(), tokio::task::JoinError>, id: &aimux_certs::SpiffeId) {
-    if let Err(e) = done
-        && e.is_panic()
-    {
-        error!(identity = %id, "a stream task panicked: {e}");
-    }
 }
 
 /// The verified client certificate chain (rustls hands it to quinn as

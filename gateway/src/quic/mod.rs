@@ -1,18 +1,14 @@
 //! The QUIC listener for sidecars (SPEC.md §12): mutual TLS 1.3 with ALPN `aimux/1`, client
 //! certificates chained to the mesh CA and absent from its CRL, one bidirectional stream
-//! per request.
+//! per request. Admission and the streams themselves are `crate::tunnel`'s.
 
 mod connection;
-mod envelope;
-pub(crate) mod registry;
-mod stream;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aimux_certs::tls::{MeshClientVerifier, MeshTrust, server_config};
+use aimux_certs::tls::{MeshClientVerifier, server_config};
 use aimux_wire::codes;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Endpoint, IdleTimeout, ServerConfig, TransportConfig, VarInt};
@@ -20,12 +16,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use self::connection::ConnectionDeps;
-use self::registry::Registry;
-use crate::config::QuicConfig;
+use crate::config::TunnelConfig;
 use crate::error::GatewayError;
-use crate::revocation::{self, CrlWatcher};
-use crate::shared::Shared;
+use crate::tunnel::ConnectionDeps;
 
 /// Idle timeout of sidecar connections. Sidecars send keep-alives well within it.
 const IDLE_TIMEOUT_MS: u32 = 30_000;
@@ -45,24 +38,17 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 pub(crate) struct QuicListener {
     endpoint: Endpoint,
     addr: SocketAddr,
-    verifier: Arc<MeshClientVerifier>,
-    crl_path: PathBuf,
-    crl_stamp: Option<revocation::Stamp>,
 }
 
 impl QuicListener {
-    /// Loads the CRL, builds the TLS configuration and binds the UDP socket.
-    pub(crate) fn bind(config: &QuicConfig, trust: &MeshTrust) -> Result<Self, GatewayError> {
-        let crl_error = |source| GatewayError::Crl {
-            path: config.crl_path.clone(),
-            source: Box::new(source),
-        };
-        // Stamp first: if the file changes between the stamp and the load, the watcher
-        // sees a new stamp and loads it again.
-        let crl_stamp = revocation::stamp_now(&config.crl_path);
-        let crls = aimux_certs::load_crls(&config.crl_path).map_err(crl_error)?;
-        let verifier = Arc::new(MeshClientVerifier::new(trust.clone(), crls).map_err(crl_error)?);
-        let tls = server_config(&config.identity, Arc::clone(&verifier)).map_err(|source| {
+    /// Builds the TLS configuration (ALPN `aimux/1`) around the shared `verifier` and binds
+    /// the UDP socket on `listen`.
+    pub(crate) fn bind(
+        listen: SocketAddr,
+        config: &TunnelConfig,
+        verifier: &Arc<MeshClientVerifier>,
+    ) -> Result<Self, GatewayError> {
+        let tls = server_config(&config.identity, Arc::clone(verifier)).map_err(|source| {
             GatewayError::Tls {
                 source: Box::new(source),
             }
@@ -74,10 +60,10 @@ impl QuicListener {
         server.transport_config(Arc::new(transport(config.max_streams_per_connection)));
         let bind_error = |source| GatewayError::Bind {
             what: "QUIC listener",
-            addr: config.listen,
+            addr: listen,
             source,
         };
-        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_error)?;
         let runtime = quinn::default_runtime().ok_or_else(|| {
             bind_error(std::io::Error::other(
                 "no async runtime for the QUIC endpoint",
@@ -92,47 +78,20 @@ impl QuicListener {
         .map_err(bind_error)?;
         let addr = endpoint.local_addr().map_err(|source| GatewayError::Bind {
             what: "QUIC listener",
-            addr: config.listen,
+            addr: listen,
             source,
         })?;
-        Ok(Self {
-            endpoint,
-            addr,
-            verifier,
-            crl_path: config.crl_path.clone(),
-            crl_stamp,
-        })
+        Ok(Self { endpoint, addr })
     }
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// The CRL watcher for this listener's verifier and connections.
-    pub(crate) fn watcher(&self, shared: &Arc<Shared>, registry: &Arc<Registry>) -> CrlWatcher {
-        CrlWatcher::new(
-            self.crl_path.clone(),
-            self.crl_stamp,
-            Arc::clone(&self.verifier),
-            Arc::clone(registry),
-            Arc::clone(shared),
-        )
-    }
-
     /// Accepts connections until `shutdown`, then lets them drain and closes the endpoint.
-    pub(crate) async fn run(
-        self,
-        shared: Arc<Shared>,
-        registry: Arc<Registry>,
-        shutdown: CancellationToken,
-    ) {
+    pub(crate) async fn run(self, deps: Arc<ConnectionDeps>, shutdown: CancellationToken) {
         info!(addr = %self.addr, "QUIC listener accepting sidecar connections");
-        let grace = shared.timeouts.shutdown_grace;
-        let deps = Arc::new(ConnectionDeps {
-            shared,
-            registry,
-            verifier: self.verifier,
-        });
+        let grace = deps.shared.timeouts.shutdown_grace;
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {

@@ -1,27 +1,31 @@
 //! Shared by the gateway's integration tests: a real mesh CA in a tempdir, a running
-//! gateway on ephemeral ports, a real HTTP upstream, and a small QUIC client that speaks
-//! the envelope protocol the way a sidecar does.
+//! gateway on ephemeral ports (both tunnel transports), a real HTTP upstream, and a small
+//! tunnel client (QUIC or HTTP/2 over TLS) that speaks the envelope protocol the way a
+//! sidecar does.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tunnel;
 pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aimux_certs::rustls;
 use aimux_certs::time::{Duration as TimeDuration, OffsetDateTime};
 use aimux_certs::tls::{MeshServerVerifier, MeshTrust, client_config};
 use aimux_certs::{
     Authority, Identity, InitParams, IssueParams, IssuedCert, TrustDomain, Validity, WorkloadName,
 };
 use aimux_gateway::{
-    AccessRuleConfig, Action, CancellationToken, Gateway, GatewayConfig, GatewayError, QuicConfig,
-    ServiceConfig, Timeouts, UpstreamProtocol,
+    AccessRuleConfig, Action, CancellationToken, Gateway, GatewayConfig, GatewayError,
+    ServiceConfig, Timeouts, TunnelConfig, UpstreamProtocol,
 };
 use aimux_wire::{HttpRequestHead, Limits, RequestEnvelope, ResponseEnvelope, envelope_len};
 use bytes::{Bytes, BytesMut};
-use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{Connection, ConnectionError, Endpoint, ReadError, RecvStream, SendStream};
+
+#[allow(unused_imports)]
+pub use tunnel::{BOTH, Closed, Conn, ConnectError, ReadErr, Recv, Send, Transport};
 
 pub const DOMAIN: &str = "aimux.test";
 /// Every test step that waits on the network is bounded by this, so nothing can hang.
@@ -88,11 +92,10 @@ impl Mesh {
             .unwrap()
     }
 
-    /// The client configuration a sidecar presenting `agent` would use.
-    pub fn client_config(&self, agent: &Identity) -> quinn::ClientConfig {
-        let verifier = self.server_verifier();
-        let tls = client_config(agent, verifier).unwrap();
-        quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls).unwrap()))
+    /// The TLS client configuration a sidecar presenting `agent` would use (ALPN is set
+    /// per transport when dialing).
+    pub fn client_config(&self, agent: &Identity) -> rustls::ClientConfig {
+        client_config(agent, self.server_verifier()).unwrap()
     }
 
     pub fn server_verifier(&self) -> Arc<MeshServerVerifier> {
@@ -128,15 +131,18 @@ pub fn allow_all() -> AccessRuleConfig {
     }
 }
 
-/// The default test configuration: services `echo` and `tools` on the test upstream
-/// (base paths `/svc/echo` and `/svc/tools`), `dead` on a closed port; everything allowed.
+/// The default test configuration: both tunnel listeners; services `echo` and `tools` on
+/// the test upstream (base paths `/svc/echo` and `/svc/tools`), `dead` on a closed port;
+/// everything allowed.
 pub fn config(mesh: &Mesh, upstream: SocketAddr) -> GatewayConfig {
     let identity = mesh.gateway.identity().unwrap();
-    let mut quic = QuicConfig::new("127.0.0.1:0".parse().unwrap(), identity, mesh.crl_path());
-    quic.max_streams_per_connection = 1024;
+    let mut tunnel = TunnelConfig::new(identity, mesh.crl_path());
+    tunnel.max_streams_per_connection = 1024;
+    tunnel.quic = Some("127.0.0.1:0".parse().unwrap());
+    tunnel.h2 = Some("127.0.0.1:0".parse().unwrap());
     GatewayConfig {
         trust: mesh.trust(),
-        quic: Some(quic),
+        tunnel: Some(tunnel),
         dev_http: Some("127.0.0.1:0".parse().unwrap()),
         admin: Some("127.0.0.1:0".parse().unwrap()),
         services: vec![
@@ -157,6 +163,7 @@ pub fn config(mesh: &Mesh, upstream: SocketAddr) -> GatewayConfig {
 /// A gateway running on the current runtime.
 pub struct Running {
     pub quic: SocketAddr,
+    pub h2: SocketAddr,
     pub dev: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     token: CancellationToken,
@@ -169,10 +176,19 @@ impl Running {
         let token = CancellationToken::new();
         Running {
             quic: gateway.quic_addr().unwrap(),
+            h2: gateway.h2_addr().unwrap(),
             dev: gateway.dev_http_addr(),
             admin: gateway.admin_addr(),
             token: token.clone(),
             task: tokio::spawn(gateway.run(token)),
+        }
+    }
+
+    /// The tunnel listener of `transport`.
+    pub fn addr(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Quic => self.quic,
+            Transport::H2 => self.h2,
         }
     }
 
@@ -186,9 +202,10 @@ impl Running {
     }
 }
 
-/// Connects to the gateway as a sidecar presenting `agent` would.
-pub async fn connect(mesh: &Mesh, agent: &IssuedCert, gateway: SocketAddr) -> Connection {
-    try_connect(mesh.client_config(&agent.identity().unwrap()), gateway)
+/// Connects to the gateway's `transport` listener as a sidecar presenting `agent` would.
+pub async fn connect(mesh: &Mesh, agent: &IssuedCert, gw: &Running, transport: Transport) -> Conn {
+    let tls = mesh.client_config(&agent.identity().unwrap());
+    try_connect(tls, gw.addr(transport), transport)
         .await
         .expect("the gateway accepts the agent")
 }
@@ -198,24 +215,25 @@ pub async fn connect(mesh: &Mesh, agent: &IssuedCert, gateway: SocketAddr) -> Co
 /// With TLS 1.3 the client finishes its side of the handshake before the server has
 /// checked the client certificate, so a refusal may show up as the connection being closed
 /// right after it "succeeded". To tell the two apart without sleeping, a request is sent:
-/// a connection the gateway accepted answers it, a refused one fails.
+/// a connection the gateway accepted answers it, a refused one fails. (Over TCP the dialer
+/// also waits for the gateway's first bytes: its SETTINGS or its alert.)
 pub async fn try_connect(
-    client: quinn::ClientConfig,
+    tls: rustls::ClientConfig,
     gateway: SocketAddr,
-) -> Result<Connection, ConnectionError> {
-    let mut endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(client);
-    let connecting = endpoint.connect(gateway, "localhost").unwrap();
-    let conn = tokio::time::timeout(STEP, connecting)
-        .await
-        .expect("handshake finishes within the bound")?;
+    transport: Transport,
+) -> Result<Conn, ConnectError> {
+    let conn = tunnel::dial(tls, gateway, transport).await?;
     // Probe: an envelope the gateway answers (no route) without any upstream.
     let probe = RequestEnvelope::http("no-such-service", HttpRequestHead::new("GET", "x", "/"));
     match tokio::time::timeout(STEP, exchange(&conn, &probe, Bytes::new())).await {
         Ok(Ok(_)) => Ok(conn),
-        Ok(Err(_)) => Err(conn
-            .close_reason()
-            .unwrap_or(ConnectionError::LocallyClosed)),
+        Ok(Err(e)) => match &conn {
+            Conn::Quic(c) => Err(ConnectError::Quic(
+                c.close_reason()
+                    .unwrap_or(quinn::ConnectionError::LocallyClosed),
+            )),
+            Conn::H2 { .. } => Err(ConnectError::Other(e)),
+        },
         Err(_) => panic!("probe request did not finish within the bound"),
     }
 }
@@ -226,7 +244,7 @@ pub struct Reply {
     pub envelope: ResponseEnvelope,
     pub body: Vec<u8>,
     /// How the response direction ended: `Ok` for FIN, else the reset or connection error.
-    pub end: Result<(), ReadError>,
+    pub end: Result<(), ReadErr>,
 }
 
 impl Reply {
@@ -245,11 +263,11 @@ impl Reply {
 /// Writes `envelope` and `body` (then FIN) on a new stream while reading the reply, as a
 /// sidecar does (both directions at once, so large bodies cannot deadlock on flow control).
 pub async fn exchange(
-    conn: &Connection,
+    conn: &Conn,
     envelope: &RequestEnvelope,
     body: Bytes,
 ) -> Result<Reply, String> {
-    let (send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    let (send, recv) = conn.open().await?;
     let bytes = envelope.to_bytes(&Limits::default()).unwrap();
     let writer = write_all(send, bytes, body);
     let reader = read_reply(recv);
@@ -265,21 +283,21 @@ pub async fn exchange(
     Ok(reply)
 }
 
-async fn write_all(mut send: SendStream, envelope: Bytes, body: Bytes) -> Result<(), String> {
-    send.write_all(&envelope).await.map_err(|e| e.to_string())?;
+async fn write_all(mut send: Send, envelope: Bytes, body: Bytes) -> Result<(), String> {
+    send.write_chunk(envelope).await?;
     // In pieces, as an agent's body would arrive.
     for chunk in body.chunks(256 * 1024) {
-        send.write_all(chunk).await.map_err(|e| e.to_string())?;
+        send.write_all(chunk).await?;
     }
-    send.finish().map_err(|e| e.to_string())
+    send.finish()
 }
 
 /// Reads a response envelope, then the body to its end.
-pub async fn read_reply(mut recv: RecvStream) -> Result<Reply, String> {
+pub async fn read_reply(mut recv: Recv) -> Result<Reply, String> {
     let (envelope, mut body) = read_envelope(&mut recv).await?;
     let end = loop {
-        match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk.bytes),
+        match recv.read_chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         }
@@ -292,7 +310,7 @@ pub async fn read_reply(mut recv: RecvStream) -> Result<Reply, String> {
 }
 
 /// Reads just the response envelope; returns it and any payload bytes read with it.
-pub async fn read_envelope(recv: &mut RecvStream) -> Result<(ResponseEnvelope, BytesMut), String> {
+pub async fn read_envelope(recv: &mut Recv) -> Result<(ResponseEnvelope, BytesMut), String> {
     let limits = Limits::default();
     let mut buf = BytesMut::new();
     loop {
@@ -303,12 +321,26 @@ pub async fn read_envelope(recv: &mut RecvStream) -> Result<(ResponseEnvelope, B
                 ResponseEnvelope::decode(&mut buf, &limits).map_err(|e| e.to_string())?;
             return Ok((envelope, buf));
         }
-        match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+        match recv.read_chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
             Ok(None) => return Err(format!("stream ended after {} bytes", buf.len())),
-            Err(e) => return Err(e.to_string()),
+            Err(ReadErr::Reset(code)) => return Err(format!("stream reset by peer: error {code}")),
+            Err(ReadErr::Other(e)) => return Err(e),
         }
     }
+}
+
+/// Reads at least `len` payload bytes (bounded by [`STEP`]).
+pub async fn read_at_least(recv: &mut Recv, mut got: BytesMut, len: usize) -> BytesMut {
+    while got.len() < len {
+        let chunk = tokio::time::timeout(STEP, recv.read_chunk())
+            .await
+            .expect("data forwarded without waiting for more")
+            .unwrap()
+            .expect("the stream did not end");
+        got.extend_from_slice(&chunk);
+    }
+    got
 }
 
 /// An HTTP request envelope from `agent` to `destination`.
@@ -355,3 +387,21 @@ pub async fn http_get(
         .to_bytes();
     (status, headers, body)
 }
+
+/// Runs the async test function `$name(transport)` once per tunnel transport, as the tests
+/// `$name::quic` and `$name::h2`.
+macro_rules! over_both {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn quic() {
+                super::$name(super::support::Transport::Quic).await
+            }
+            #[tokio::test]
+            async fn h2() {
+                super::$name(super::support::Transport::H2).await
+            }
+        }
+    )+};
+}
+pub(crate) use over_both;

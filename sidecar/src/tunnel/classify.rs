@@ -1,14 +1,18 @@
 //! Why the connection to the gateway failed or ended, and what that means for reconnecting.
-//! Pure: a `quinn::ConnectionError` (plus what our own certificate check recorded) goes in, a
-//! [`Failure`] with a severity and an operator-facing sentence comes out.
+//! Pure: a `quinn::ConnectionError`, or over TCP an I/O error and what the socket saw (plus
+//! what our own certificate check recorded) goes in, a [`Failure`] with a severity and an
+//! operator-facing sentence comes out.
 //!
 //! Where the reasons come from:
 //! - a TLS alert ends a QUIC handshake as a CONNECTION_CLOSE with the *crypto error* code
 //!   `0x100 + alert` (RFC 9001 §4.8). Sent by the gateway, it arrives here as
-//!   `ConnectionClosed`; raised by our own verifier, as a local `TransportError`. The alert
-//!   numbers are TLS 1.3's (RFC 8446 §6.2).
-//! - a gateway closing a live connection uses an application code of SPEC.md §12
-//!   (`aimux_wire::codes`), which arrives as `ApplicationClosed`.
+//!   `ConnectionClosed`; raised by our own verifier, as a local `TransportError`. Over TCP
+//!   it is a TLS alert record, which rustls reports as `AlertReceived`. The alert numbers
+//!   are TLS 1.3's (RFC 8446 §6.2): a revoked agent sees `certificate_revoked` either way.
+//! - a gateway closing a live QUIC connection uses an application code of SPEC.md §12
+//!   (`aimux_wire::codes`), which arrives as `ApplicationClosed`. HTTP/2 cannot carry it
+//!   (SPEC.md §12.1): a closed HTTP/2 connection is transient, and a revoked agent learns
+//!   why from the alert that refuses its next handshake.
 //!
 //! With TLS 1.3 client authentication the client finishes its handshake before the server
 //! has checked the client certificate, so a revoked agent may see its connection "established"
@@ -24,6 +28,7 @@ use aimux_certs::rustls::{self, CertificateError};
 use aimux_wire::codes;
 use quinn::ConnectionError;
 
+use crate::config::Transport;
 use crate::fmt::{Secs, app_code_name};
 
 /// QUIC crypto error codes are `0x100 + TLS alert` (RFC 9001 §4.8).
@@ -133,6 +138,18 @@ pub(crate) enum Failure {
     VersionMismatch,
     /// Something on our side: the endpoint is closing, or it ran out of connection IDs.
     Local(String),
+    /// TCP: no connection could be made to the gateway's address.
+    Unreachable { reason: String },
+    /// HTTP/2: the gateway ended the connection in order (GOAWAY, TLS close_notify or TCP
+    /// FIN). HTTP/2 cannot say why (SPEC.md §12.1).
+    ClosedByPeer,
+    /// HTTP/2: the connection broke (reset, TLS or HTTP/2 error).
+    Broken { reason: String },
+    /// HTTP/2: the gateway did not agree on ALPN `h2`.
+    NoHttp2,
+    /// HTTP/2: the gateway sent GOAWAY with this error code (RFC 9113 §6.8, §7): it takes
+    /// no new streams; those in flight may finish.
+    GoAway { code: u32 },
 }
 
 /// What our verifier said about the gateway's certificate, when it refused it.
@@ -229,6 +246,8 @@ fn lossy(reason: &[u8]) -> String {
 /// Who the sentences are about.
 #[derive(Debug, Clone)]
 pub(crate) struct Subject {
+    /// How the sidecar reaches the gateway.
+    pub(crate) transport: Transport,
     /// The gateway's address.
     pub(crate) gateway: SocketAddr,
     /// The agent's SPIFFE ID path without the leading `/`, e.g. `agent/alice`.
@@ -257,7 +276,8 @@ impl Failure {
                     | alert::CERTIFICATE_REQUIRED
                     | alert::NO_APPLICATION_PROTOCOL,
             }
-            | Failure::GatewayRejected { .. } => Severity::Refused,
+            | Failure::GatewayRejected { .. }
+            | Failure::NoHttp2 => Severity::Refused,
             Failure::ClosedByGateway { code, .. }
                 if *code == u64::from(codes::CLOSE_UNAUTHORIZED) =>
             {
@@ -326,9 +346,14 @@ impl Failure {
                          the gateway's logs"
                     ),
                     alert::NO_APPLICATION_PROTOCOL => format!(
-                        "{head}: it does not speak the AIMux tunnel protocol `aimux/1` (TLS \
-                         alert no_application_protocol); check that {gw} is an AIMux gateway's \
-                         QUIC address and that both run compatible versions"
+                        "{head}: it does not speak the AIMux tunnel protocol `{}` (TLS alert \
+                         no_application_protocol); check that {gw} is an AIMux gateway's {} \
+                         address and that both run compatible versions",
+                        match s.transport {
+                            Transport::Quic => "aimux/1",
+                            Transport::H2 => "h2",
+                        },
+                        tunnel_name(s.transport),
                     ),
                     other => format!(
                         "{head} (TLS alert {} ({other})); check the gateway's logs",
@@ -427,11 +452,18 @@ impl Failure {
                     transport_code_name(*code)
                 ),
             },
-            Failure::HandshakeTimeout(limit) => format!(
-                "no answer to the QUIC handshake within {} (is the gateway running, and is UDP \
-                 {gw} reachable from here?)",
-                Secs(*limit)
-            ),
+            Failure::HandshakeTimeout(limit) => match s.transport {
+                Transport::Quic => format!(
+                    "no answer to the QUIC handshake within {} (is the gateway running, and is \
+                     UDP {gw} reachable from here?)",
+                    Secs(*limit)
+                ),
+                Transport::H2 => format!(
+                    "no TCP connection and TLS handshake within {} (is the gateway running, \
+                     and is TCP {gw} reachable from here?)",
+                    Secs(*limit)
+                ),
+            },
             Failure::IdleTimeout => format!(
                 "the connection to {gw} went silent past the idle timeout (network path lost, \
                  or the gateway stopped)"
@@ -443,12 +475,43 @@ impl Failure {
                 format!("gateway {gw} does not support QUIC version 1 (is it an AIMux gateway?)")
             }
             Failure::Local(what) => what.clone(),
+            Failure::Unreachable { reason } => format!(
+                "cannot connect to gateway {gw} over TCP: {reason} (is the gateway running with \
+                 its HTTP/2 tunnel listener on {gw}?)"
+            ),
+            Failure::ClosedByPeer => format!(
+                "gateway {gw} closed the HTTP/2 connection (it may be restarting, or no longer \
+                 accept this agent: the next handshake will tell)"
+            ),
+            Failure::Broken { reason } => {
+                format!("the connection to gateway {gw} failed: {reason}")
+            }
+            Failure::NoHttp2 => format!(
+                "the server at {gw} did not agree to speak HTTP/2 (ALPN h2); check that {gw} is \
+                 an AIMux gateway's HTTP/2 tunnel address"
+            ),
+            Failure::GoAway { code: 0 } => format!(
+                "gateway {gw} is closing the HTTP/2 connection (GOAWAY): it is shutting down or \
+                 restarting"
+            ),
+            Failure::GoAway { code } => format!(
+                "gateway {gw} closed the HTTP/2 connection with GOAWAY, error code {code:#x} \
+                 (RFC 9113 §7)"
+            ),
         }
     }
 }
 
+/// What the gateway's tunnel listener is called for `transport`.
+fn tunnel_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Quic => "QUIC",
+        Transport::H2 => "HTTP/2 tunnel",
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use aimux_certs::SpiffeId;
@@ -458,15 +521,16 @@ mod tests {
 
     use super::*;
 
-    fn subject() -> Subject {
+    pub(crate) fn subject() -> Subject {
         Subject {
+            transport: Transport::Quic,
             gateway: "127.0.0.1:4433".parse().unwrap(),
             agent_label: "agent/alice".into(),
             agent_name: "alice".into(),
         }
     }
 
-    fn refused(alert: u8) -> ConnectionError {
+    pub(crate) fn refused(alert: u8) -> ConnectionError {
         ConnectionError::ConnectionClosed(ConnectionClose {
             error_code: TransportErrorCode::crypto(alert),
             frame_type: None,

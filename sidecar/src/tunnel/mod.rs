@@ -1,13 +1,17 @@
-//! The tunnel: one persistent mutual-TLS QUIC connection to the gateway (SPEC.md §12).
+//! The tunnel: one persistent mutual-TLS connection to the gateway (SPEC.md §12), over QUIC
+//! or over HTTP/2 on TLS/TCP (§12.1).
 //!
 //! One supervisor task owns the connection ([`supervisor`]): it connects, publishes the
 //! connection in a `watch` channel, waits for it to close, classifies why ([`classify`]) and
 //! reconnects after a backoff ([`backoff`]). Request handlers hold a [`Tunnel`] (a receiver)
-//! and take the current connection from it, waiting a bounded time when there is none.
+//! and take the current connection from it, waiting a bounded time when there is none; they
+//! use it through the transport seam ([`transport`]).
 
 mod backoff;
 mod classify;
+pub(crate) mod h2;
 mod supervisor;
+pub(crate) mod transport;
 mod verifier;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -16,14 +20,16 @@ use std::time::Duration;
 
 use aimux_certs::Identity;
 use aimux_certs::pki_types::ServerName;
+use aimux_certs::rustls;
 use aimux_certs::tls::{MeshServerVerifier, MeshTrust};
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{Connection, Endpoint, IdleTimeout, TransportConfig, VarInt};
+use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub(crate) use self::classify::Subject;
-pub(crate) use self::supervisor::Supervisor;
+pub(crate) use self::supervisor::{Dialer, Supervisor};
+use self::transport::TunnelConn;
 use self::verifier::RecordingVerifier;
 use crate::config::{GatewayTarget, TunnelSettings};
 use crate::error::SidecarError;
@@ -34,7 +40,7 @@ use crate::stats::ConnectionState;
 #[derive(Debug, Clone)]
 pub(crate) struct LinkStatus {
     pub(crate) state: ConnectionState,
-    pub(crate) conn: Option<Connection>,
+    pub(crate) conn: Option<TunnelConn>,
     /// The operator-facing description of the last failure.
     pub(crate) cause: Option<Arc<str>>,
     /// The delay before the next attempt, while backing off.
@@ -75,19 +81,19 @@ impl Tunnel {
         Tunnel { link }
     }
 
-    /// The live connection, waiting until `deadline` for one. `failed` is the `stable_id` of
-    /// a connection this request already found dead: it is skipped while the supervisor has
+    /// The live connection, waiting until `deadline` for one. `failed` is the id of a
+    /// connection this request already found dead: it is skipped while the supervisor has
     /// not noticed yet.
     pub(crate) async fn connection(
         &self,
         deadline: Instant,
         failed: Option<usize>,
-    ) -> Result<Connection, Unavailable> {
+    ) -> Result<TunnelConn, Unavailable> {
         let mut link = self.link.clone();
         let usable = |l: &LinkStatus| {
             l.conn
                 .as_ref()
-                .is_some_and(|c| Some(c.stable_id()) != failed && c.close_reason().is_none())
+                .is_some_and(|c| Some(c.id()) != failed && !c.is_closed())
         };
         let settled = |l: &LinkStatus| {
             usable(l) || l.state.refuses_requests() || l.state == ConnectionState::Stopped
@@ -113,15 +119,14 @@ impl Tunnel {
     }
 }
 
-/// Builds the quinn client configuration: the mesh TLS configuration of `aimux-certs` (TLS 1.3,
-/// ALPN `aimux/1`, no resumption, gateway pinned to its SPIFFE ID), with a verifier wrapper
-/// that remembers why it refused a gateway, and the transport settings.
-pub(crate) fn client_config(
+/// The mesh TLS client configuration of `aimux-certs` (TLS 1.3, no resumption, gateway
+/// pinned to its SPIFFE ID), with a verifier wrapper that remembers why it refused a
+/// gateway. The ALPN is set per transport (`aimux/1` for QUIC, `h2` over TCP).
+pub(crate) fn tls_config(
     identity: &Identity,
     trust: MeshTrust,
     gateway: &GatewayTarget,
-    settings: &TunnelSettings,
-) -> Result<(quinn::ClientConfig, Arc<RecordingVerifier>), SidecarError> {
+) -> Result<(rustls::ClientConfig, Arc<RecordingVerifier>), SidecarError> {
     let tls_error = |source| SidecarError::Tls {
         identity: identity.spiffe_id().to_string(),
         source: Box::new(source),
@@ -132,10 +137,20 @@ pub(crate) fn client_config(
     let mut tls =
         aimux_certs::tls::client_config(identity, Arc::clone(&mesh)).map_err(tls_error)?;
     // Same checks, same provider; only wrapped so that a refusal can be explained precisely
-    // (quinn reports it as a bare `TransportError` string).
+    // (quinn reports it as a bare `TransportError` string, tokio-rustls as an I/O error).
     let recorder = Arc::new(RecordingVerifier::new(mesh));
     tls.dangerous()
         .set_certificate_verifier(Arc::clone(&recorder) as _);
+    Ok((tls, recorder))
+}
+
+/// The quinn client configuration: the mesh TLS configuration (ALPN `aimux/1`) and the
+/// transport settings.
+pub(crate) fn quic_client_config(
+    tls: rustls::ClientConfig,
+    gateway: &GatewayTarget,
+    settings: &TunnelSettings,
+) -> Result<quinn::ClientConfig, SidecarError> {
     let quic =
         QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| SidecarError::InvalidGateway {
             addr: gateway.addr,
@@ -157,7 +172,7 @@ pub(crate) fn client_config(
         .datagram_receive_buffer_size(None);
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(Arc::new(transport));
-    Ok((config, recorder))
+    Ok(config)
 }
 
 /// Checks the gateway target before anything is bound.

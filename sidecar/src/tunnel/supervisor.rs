@@ -1,4 +1,4 @@
-//! The one task that owns the connection to the gateway.
+//! The one task that owns the connection to the gateway, over either transport.
 //!
 //! ```text
 //!   ┌──────────► connect ──ok──► publish Connected ──► wait for closed() ──┐
@@ -25,6 +25,8 @@ use tracing::{debug, error, info, warn};
 use super::LinkStatus;
 use super::backoff::{Backoff, long_delay};
 use super::classify::{Failure, Severity, Subject, classify};
+use super::h2::{H2Dialer, H2Live};
+use super::transport::TunnelConn;
 use super::verifier::RecordingVerifier;
 use crate::config::{GatewayTarget, TunnelSettings};
 use crate::fmt::Secs;
@@ -39,10 +41,46 @@ const STABLE_AFTER: Duration = Duration::from_secs(5);
 const CONFIRM_FIRST_POLL: Duration = Duration::from_millis(1);
 const CONFIRM_MAX_POLL: Duration = Duration::from_millis(50);
 
-/// Owns the endpoint's connection to the gateway and publishes it.
+/// On shutdown, how long an HTTP/2 connection gets to send its GOAWAY and close.
+const H2_CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// How connections are made.
+#[derive(Debug)]
+pub(crate) enum Dialer {
+    /// From this QUIC endpoint.
+    Quic(Endpoint),
+    /// Over TCP.
+    H2(H2Dialer),
+}
+
+/// A connection while it lives.
+enum Live {
+    Quic(Connection),
+    H2(H2Live),
+}
+
+impl Live {
+    fn conn(&self) -> TunnelConn {
+        match self {
+            Live::Quic(c) => TunnelConn::Quic(c.clone()),
+            Live::H2(h) => TunnelConn::H2(h.conn.clone()),
+        }
+    }
+
+    /// Waits for the end and says why.
+    async fn closed(&mut self) -> Failure {
+        match self {
+            // After the handshake our verifier has nothing to say.
+            Live::Quic(c) => classify(&c.closed().await, None),
+            Live::H2(h) => h.closed().await,
+        }
+    }
+}
+
+/// Owns the connection to the gateway and publishes it.
 #[derive(Debug)]
 pub(crate) struct Supervisor {
-    pub(crate) endpoint: Endpoint,
+    pub(crate) dialer: Dialer,
     pub(crate) verifier: Arc<RecordingVerifier>,
     pub(crate) gateway: GatewayTarget,
     pub(crate) settings: TunnelSettings,
@@ -65,24 +103,23 @@ impl Supervisor {
                 attempt = self.connect() => attempt,
             };
             let (failure, lost) = match attempt {
-                Ok(conn) => {
+                Ok(mut live) => {
                     let up_since = Instant::now();
                     Counters::incr(&self.counters.connects);
                     report.connected(&self.gateway, &self.subject);
-                    self.publish(ConnectionState::Connected, Some(conn.clone()), None, None);
-                    let closed = tokio::select! {
+                    self.publish(ConnectionState::Connected, Some(live.conn()), None, None);
+                    let failure = tokio::select! {
                         biased;
                         () = stop.cancelled() => {
-                            conn.close(VarInt::from_u32(codes::CLOSE_SHUTDOWN), b"shutdown");
+                            self.shut(live).await;
                             break;
                         }
-                        closed = conn.closed() => closed,
+                        failure = live.closed() => failure,
                     };
                     if up_since.elapsed() >= STABLE_AFTER {
                         backoff.reset();
                     }
-                    // After the handshake our verifier has nothing to say.
-                    (classify(&closed, None), true)
+                    (failure, true)
                 }
                 Err(failure) => {
                     Counters::incr(&self.counters.failed_attempts);
@@ -117,13 +154,28 @@ impl Supervisor {
             l.conn = None;
             l.retry_in = None;
         });
+        if let Dialer::H2(dialer) = &self.dialer {
+            dialer.shutdown(H2_CLOSE_WAIT).await;
+        }
         debug!(gateway = %self.gateway.addr, "tunnel supervisor stopped");
+    }
+
+    /// Closes the live connection on shutdown: QUIC with `SHUTDOWN` (SPEC.md §12); HTTP/2,
+    /// once unpublished, with GOAWAY (RFC 9113 §6.8).
+    async fn shut(&self, live: Live) {
+        match live {
+            Live::Quic(conn) => conn.close(VarInt::from_u32(codes::CLOSE_SHUTDOWN), b"shutdown"),
+            Live::H2(h2) => {
+                self.link.send_modify(|l| l.conn = None);
+                h2.close(H2_CLOSE_WAIT).await;
+            }
+        }
     }
 
     fn publish(
         &self,
         state: ConnectionState,
-        conn: Option<Connection>,
+        conn: Option<TunnelConn>,
         cause: Option<Arc<str>>,
         retry_in: Option<Duration>,
     ) {
@@ -137,13 +189,29 @@ impl Supervisor {
 
     /// One connection attempt, bounded by the handshake timeout, ending with a *confirmed*
     /// handshake.
-    async fn connect(&self) -> Result<Connection, Failure> {
+    async fn connect(&self) -> Result<Live, Failure> {
         let limit = self.settings.handshake_timeout;
         let deadline = Instant::now() + limit;
         // The slot belongs to this attempt.
         let _ = self.verifier.take();
-        let connecting = self
-            .endpoint
+        match &self.dialer {
+            Dialer::Quic(endpoint) => self.connect_quic(endpoint, deadline, limit).await,
+            Dialer::H2(dialer) => {
+                match tokio::time::timeout_at(deadline, dialer.dial(&self.verifier)).await {
+                    Err(_elapsed) => Err(Failure::HandshakeTimeout(limit)),
+                    Ok(dialed) => dialed.map(Live::H2),
+                }
+            }
+        }
+    }
+
+    async fn connect_quic(
+        &self,
+        endpoint: &Endpoint,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<Live, Failure> {
+        let connecting = endpoint
             .connect(self.gateway.addr, &self.gateway.server_name)
             .map_err(|e| {
                 Failure::Local(format!(
@@ -157,7 +225,7 @@ impl Supervisor {
             Ok(Ok(conn)) => conn,
         };
         self.confirm(&conn, deadline, limit).await?;
-        Ok(conn)
+        Ok(Live::Quic(conn))
     }
 
     /// Waits until the handshake is *confirmed*, i.e. the gateway's HANDSHAKE_DONE frame has
@@ -217,11 +285,13 @@ impl Reporter {
         match self.since.take() {
             None => info!(
                 gateway = %gateway.addr,
+                transport = gateway.transport.as_str(),
                 "connected to gateway {} ({}) as {}",
                 gateway.addr, gateway.identity, subject.agent_label
             ),
             Some(since) => info!(
                 gateway = %gateway.addr,
+                transport = gateway.transport.as_str(),
                 "connected to gateway {} ({}) as {} after {} without a connection ({} failed \
                  attempt{})",
                 gateway.addr,

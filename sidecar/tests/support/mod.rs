@@ -1,34 +1,25 @@
-//! Test support: a throwaway mesh CA, a small test gateway on real QUIC with the mesh's TLS
-//! configuration, and HTTP clients (hyper, and raw TCP for pipelining).
-//!
-//! The test gateway does what a gateway does on the wire (SPEC.md §2, §12): it accepts
-//! mutual-TLS QUIC connections from agents, reads one request envelope per stream, and
-//! answers with a response envelope and a payload, as scripted by each test's handler.
+//! Test support: a throwaway mesh CA, a small test gateway on real QUIC or real HTTP/2
+//! over TLS/TCP with the mesh's TLS configuration (`gateway.rs`), and HTTP clients (hyper,
+//! and raw TCP for pipelining).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod gateway;
 pub mod http_client;
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aimux_certs::time::OffsetDateTime;
-use aimux_certs::tls::{MeshClientVerifier, MeshTrust};
+use aimux_certs::tls::MeshTrust;
 use aimux_certs::{
-    Authority, Identity, InitParams, IssueParams, IssuedCert, SpiffeId, TrustDomain, Validity,
-    WorkloadName, load_crls, peer_identity,
+    Authority, InitParams, IssueParams, IssuedCert, SpiffeId, TrustDomain, Validity, WorkloadName,
 };
-use aimux_sidecar::{GatewayTarget, ListenerConfig, SidecarConfig, TunnelSettings};
-use aimux_wire::{
-    HttpResponseHead, Limits, RequestEnvelope, ResponseEnvelope, codes, envelope_len,
-};
-use bytes::{Bytes, BytesMut};
-use quinn::crypto::rustls::QuicServerConfig;
-use quinn::{Connection, Endpoint, RecvStream, SendStream, VarInt};
-use tokio::sync::mpsc;
+use aimux_sidecar::{GatewayTarget, ListenerConfig, SidecarConfig, Transport, TunnelSettings};
+use aimux_wire::{HttpResponseHead, ResponseEnvelope};
 use tokio::task::JoinHandle;
+
+#[allow(unused_imports)]
+pub use gateway::{Closed, GatewayStream, Handler, ReadErr, Seen, TestGateway, handler};
 
 pub const DOMAIN: &str = "example.org";
 
@@ -85,6 +76,10 @@ impl Mesh {
         MeshTrust::load(&self.dir.path().join("ca.crt")).unwrap()
     }
 
+    pub fn crl_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("crl.pem")
+    }
+
     pub fn alice_id(&self) -> SpiffeId {
         self.alice.id.clone()
     }
@@ -95,35 +90,9 @@ impl Mesh {
             .unwrap();
     }
 
-    /// The gateway's QUIC server configuration, with the current CRL; `who` picks the
-    /// certificate the gateway presents.
-    pub fn server_config(&self, who: &IssuedCert) -> quinn::ServerConfig {
-        self.server_config_with_streams(who, 1024)
-    }
-
-    /// Like [`Mesh::server_config`], allowing at most `streams` concurrent request streams
-    /// per connection (RFC 9000 §4.6).
-    pub fn server_config_with_streams(
-        &self,
-        who: &IssuedCert,
-        streams: u32,
-    ) -> quinn::ServerConfig {
-        let crls = load_crls(&self.dir.path().join("crl.pem")).unwrap();
-        let verifier = Arc::new(MeshClientVerifier::new(self.trust(), crls).unwrap());
-        let identity = Identity::load(&who.cert_path, &who.key_path).unwrap();
-        let tls = aimux_certs::tls::server_config(&identity, verifier).unwrap();
-        let quic = QuicServerConfig::try_from(Arc::new(tls)).unwrap();
-        let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-        let mut transport = quinn::TransportConfig::default();
-        transport.max_concurrent_bidi_streams(VarInt::from_u32(streams));
-        transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-        config.transport_config(Arc::new(transport));
-        config
-    }
-
     /// A sidecar configuration for alice: listeners for `echo` and `tools` and a proxy
     /// listener, all on OS-chosen loopback ports, with short waits so tests stay fast.
-    pub fn sidecar_config(&self, gateway: SocketAddr) -> SidecarConfig {
+    pub fn sidecar_config(&self, transport: Transport, gateway: SocketAddr) -> SidecarConfig {
         let mut tunnel = TunnelSettings::default();
         tunnel.connect_wait = Duration::from_secs(2);
         tunnel.handshake_timeout = Duration::from_secs(1);
@@ -137,6 +106,7 @@ impl Mesh {
             identity: self.alice.identity().unwrap(),
             trust: self.trust(),
             gateway: GatewayTarget {
+                transport,
                 addr: gateway,
                 server_name: "gateway.test".into(),
                 identity: self.gateway.id.clone(),
@@ -146,245 +116,6 @@ impl Mesh {
             tunnel,
         }
     }
-}
-
-/// One request stream as the test gateway sees it.
-pub struct GatewayStream {
-    pub envelope: RequestEnvelope,
-    /// The authenticated peer (from the client certificate).
-    pub peer: SpiffeId,
-    /// Payload bytes read along with the envelope.
-    pub rest: Bytes,
-    pub send: SendStream,
-    pub recv: RecvStream,
-}
-
-impl GatewayStream {
-    /// Reads the rest of the request body (bounded by the test's own sizes).
-    pub async fn read_body(&mut self) -> Vec<u8> {
-        let mut body = self.rest.to_vec();
-        self.rest = Bytes::new();
-        while let Some(chunk) = self.recv.read_chunk(usize::MAX, true).await.unwrap() {
-            body.extend_from_slice(&chunk.bytes);
-        }
-        body
-    }
-
-    pub async fn respond(&mut self, envelope: &ResponseEnvelope) {
-        let bytes = envelope.to_bytes(&Limits::default()).unwrap();
-        self.send.write_chunk(bytes).await.unwrap();
-    }
-
-    pub async fn write(&mut self, bytes: impl Into<Bytes>) {
-        self.send.write_chunk(bytes.into()).await.unwrap();
-    }
-
-    pub fn finish(&mut self) {
-        self.send.finish().unwrap();
-    }
-}
-
-pub type Handler =
-    Arc<dyn Fn(GatewayStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// Wraps an async closure as a [`Handler`].
-pub fn handler<F, Fut>(f: F) -> Handler
-where
-    F: Fn(GatewayStream) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move |stream| Box::pin(f(stream)))
-}
-
-/// What the test gateway observed.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub envelope: RequestEnvelope,
-    pub peer: SpiffeId,
-}
-
-pub struct TestGateway {
-    pub addr: SocketAddr,
-    endpoint: Endpoint,
-    accept: JoinHandle<()>,
-    conns: Arc<Mutex<Vec<Connection>>>,
-    /// Each connection's close reason, as the gateway saw it.
-    pub closed: mpsc::UnboundedReceiver<quinn::ConnectionError>,
-    pub seen: mpsc::UnboundedReceiver<Seen>,
-}
-
-impl TestGateway {
-    /// Starts a test gateway on `addr` (port 0 for any), presenting `who`'s certificate.
-    pub async fn start(mesh: &Mesh, addr: SocketAddr, handler: Handler) -> TestGateway {
-        Self::start_as(mesh, &mesh.gateway, addr, handler).await
-    }
-
-    pub async fn start_as(
-        mesh: &Mesh,
-        who: &IssuedCert,
-        addr: SocketAddr,
-        handler: Handler,
-    ) -> TestGateway {
-        Self::start_with_config(mesh.server_config(who), addr, handler).await
-    }
-
-    pub async fn start_with_config(
-        config: quinn::ServerConfig,
-        addr: SocketAddr,
-        handler: Handler,
-    ) -> TestGateway {
-        // Rebinding the port of a gateway that just stopped can race the release of its
-        // socket by quinn's driver task: retry briefly.
-        let mut tries = 0;
-        let endpoint = loop {
-            match Endpoint::server(config.clone(), addr) {
-                Ok(endpoint) => break endpoint,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => panic!("cannot bind the test gateway on {addr}: {e}"),
-            }
-        };
-        let addr = endpoint.local_addr().unwrap();
-        let conns = Arc::new(Mutex::new(Vec::new()));
-        let (seen_tx, seen) = mpsc::unbounded_channel();
-        let (closed_tx, closed) = mpsc::unbounded_channel();
-        let accept = tokio::spawn(accept_loop(
-            endpoint.clone(),
-            handler,
-            Arc::clone(&conns),
-            seen_tx,
-            closed_tx,
-        ));
-        TestGateway {
-            addr,
-            endpoint,
-            accept,
-            conns,
-            closed,
-            seen,
-        }
-    }
-
-    /// Closes every live connection with an application code (SPEC.md §12).
-    pub fn close_all(&self, code: u32, reason: &[u8]) {
-        for conn in self.conns.lock().unwrap().drain(..) {
-            conn.close(VarInt::from_u32(code), reason);
-        }
-    }
-
-    /// Number of connections accepted so far that are still open.
-    pub fn live_connections(&self) -> usize {
-        self.conns
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|c| c.close_reason().is_none())
-            .count()
-    }
-
-    /// Stops the gateway (closing connections with SHUTDOWN) and releases its port.
-    pub async fn stop(self) {
-        self.endpoint
-            .close(VarInt::from_u32(codes::CLOSE_SHUTDOWN), b"gateway stopping");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
-        self.accept.abort();
-        let _ = self.accept.await;
-        self.conns.lock().unwrap().clear();
-    }
-
-    /// The next envelope the gateway saw (bounded wait).
-    pub async fn next_seen(&mut self) -> Seen {
-        tokio::time::timeout(Duration::from_secs(10), self.seen.recv())
-            .await
-            .expect("the gateway saw no request in time")
-            .expect("gateway gone")
-    }
-}
-
-async fn accept_loop(
-    endpoint: Endpoint,
-    handler: Handler,
-    conns: Arc<Mutex<Vec<Connection>>>,
-    seen: mpsc::UnboundedSender<Seen>,
-    closed: mpsc::UnboundedSender<quinn::ConnectionError>,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    while let Some(incoming) = endpoint.accept().await {
-        let handler = Arc::clone(&handler);
-        let conns = Arc::clone(&conns);
-        let seen = seen.clone();
-        let closed = closed.clone();
-        tasks.spawn(async move {
-            // Refused handshakes (revoked agents) end here.
-            let Ok(conn) = incoming.await else { return };
-            let certs = conn
-                .peer_identity()
-                .and_then(|any| {
-                    any.downcast::<Vec<aimux_certs::pki_types::CertificateDer<'static>>>()
-                        .ok()
-                })
-                .expect("a verified client certificate");
-            let peer = peer_identity(&certs).unwrap();
-            conns.lock().unwrap().push(conn.clone());
-            let mut streams = tokio::task::JoinSet::new();
-            loop {
-                match conn.accept_bi().await {
-                    Ok((send, recv)) => {
-                        let handler = Arc::clone(&handler);
-                        let seen = seen.clone();
-                        let peer = peer.clone();
-                        streams.spawn(serve_stream(send, recv, peer, handler, seen));
-                    }
-                    Err(e) => {
-                        let _ = closed.send(e);
-                        break;
-                    }
-                }
-            }
-            streams.abort_all();
-        });
-    }
-    tasks.abort_all();
-}
-
-async fn serve_stream(
-    send: SendStream,
-    mut recv: RecvStream,
-    peer: SpiffeId,
-    handler: Handler,
-    seen: mpsc::UnboundedSender<Seen>,
-) {
-    let limits = Limits::default();
-    let mut buf = BytesMut::new();
-    let envelope = loop {
-        match envelope_len(&buf, &limits) {
-            Ok(total) if buf.len() >= total => {
-                break RequestEnvelope::decode(&mut buf, &limits)
-                    .expect("a valid request envelope");
-            }
-            Ok(_) => {}
-            Err(e) => assert!(e.is_incomplete(), "bad envelope from the sidecar: {e}"),
-        }
-        match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
-            _ => return,
-        }
-    };
-    let _ = seen.send(Seen {
-        envelope: envelope.clone(),
-        peer: peer.clone(),
-    });
-    handler(GatewayStream {
-        envelope,
-        peer,
-        rest: buf.freeze(),
-        send,
-        recv,
-    })
-    .await;
 }
 
 /// Echoes the request body back, streaming, under a `forwarded` 200 whose headers report
@@ -423,12 +154,8 @@ pub fn echo() -> Handler {
             head = head.with_header("content-length", len.clone());
         }
         s.respond(&ResponseEnvelope::forwarded(head)).await;
-        let rest = std::mem::take(&mut s.rest);
-        if !rest.is_empty() {
-            s.write(rest).await;
-        }
-        while let Some(chunk) = s.recv.read_chunk(usize::MAX, true).await.unwrap() {
-            s.write(chunk.bytes).await;
+        while let Some(chunk) = s.read_chunk().await.unwrap() {
+            s.write(chunk).await;
         }
         s.finish();
     })
@@ -453,17 +180,22 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Starts a test gateway with `handler` and a sidecar connected to it.
-    pub async fn start(handler: Handler) -> Harness {
-        Self::start_with(handler, |_| {}).await
+    /// Starts a test gateway on `transport` with `handler` and a sidecar connected to it.
+    pub async fn start(transport: Transport, handler: Handler) -> Harness {
+        Self::start_with(transport, handler, |_| {}).await
     }
 
     /// Like [`Harness::start`], letting the test adjust the sidecar configuration.
-    pub async fn start_with(handler: Handler, tweak: impl FnOnce(&mut SidecarConfig)) -> Harness {
+    pub async fn start_with(
+        transport: Transport,
+        handler: Handler,
+        tweak: impl FnOnce(&mut SidecarConfig),
+    ) -> Harness {
         init_tracing();
         let mesh = Mesh::new();
-        let gateway = TestGateway::start(&mesh, "127.0.0.1:0".parse().unwrap(), handler).await;
-        let mut config = mesh.sidecar_config(gateway.addr);
+        let any = "127.0.0.1:0".parse().unwrap();
+        let gateway = TestGateway::start(&mesh, transport, any, handler).await;
+        let mut config = mesh.sidecar_config(transport, gateway.addr);
         tweak(&mut config);
         let sidecar = aimux_sidecar::Sidecar::bind(config).await.unwrap();
         let stats = sidecar.stats_handle();
@@ -536,3 +268,21 @@ impl Harness {
         (self.mesh, self.gateway)
     }
 }
+
+/// Runs the async test function `$name(transport)` once per tunnel transport, as the tests
+/// `$name::quic` and `$name::h2`.
+macro_rules! over_both {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn quic() {
+                super::$name(aimux_sidecar::Transport::Quic).await
+            }
+            #[tokio::test]
+            async fn h2() {
+                super::$name(aimux_sidecar::Transport::H2).await
+            }
+        }
+    )+};
+}
+pub(crate) use over_both;

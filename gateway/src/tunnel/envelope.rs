@@ -1,14 +1,15 @@
 //! Reading the request envelope that opens a stream (SPEC.md §4 framing procedure).
 //!
-//! The reader asks quinn for exactly the bytes the decoder says are missing, so it never
-//! reads past the envelope: the payload stays in the stream for the body to read. The
+//! The reader asks the stream for exactly the bytes the decoder says are missing, so it
+//! never reads past the envelope: the payload stays in the stream for the body to read. The
 //! buffer is bounded by the decoder itself: once the preface is in, a header block over
 //! `Limits::max_header_block` is rejected before it is read, so at most
 //! `MAX_PREFACE_LEN + max_header_block` bytes are ever held.
 
 use aimux_wire::{DecodeError, Limits, Malformed, RequestEnvelope, envelope_len};
 use bytes::BytesMut;
-use quinn::{ReadError, RecvStream};
+
+use super::transport::{RecvError, StreamRecv};
 
 /// Why no envelope could be read.
 #[derive(Debug, thiserror::Error)]
@@ -21,12 +22,12 @@ pub(crate) enum EnvelopeError {
     Truncated { got: usize },
     /// The stream was reset or the connection lost: nobody is listening any more.
     #[error("{0}")]
-    Read(#[from] ReadError),
+    Read(#[from] RecvError),
 }
 
 /// Reads one request envelope from the front of `recv`.
 pub(crate) async fn read_request(
-    recv: &mut RecvStream,
+    recv: &mut StreamRecv,
     limits: &Limits,
 ) -> Result<RequestEnvelope, EnvelopeError> {
     let mut buf = BytesMut::with_capacity(aimux_wire::MAX_PREFACE_LEN);
@@ -37,8 +38,8 @@ pub(crate) async fn read_request(
             Err(DecodeError::Incomplete { needed, .. }) => needed.max(1),
             Err(e) => return Err(malformed(e)),
         };
-        match recv.read_chunk(wanted, true).await? {
-            Some(chunk) => buf.extend_from_slice(&chunk.bytes),
+        match recv.read_chunk(wanted).await? {
+            Some(chunk) => buf.extend_from_slice(&chunk),
             None => return Err(EnvelopeError::Truncated { got: buf.len() }),
         }
     }

@@ -1,6 +1,9 @@
 //! One request stream (SPEC.md §2): read the request envelope, check the claimed identity
 //! against the certificate, route, check access, forward upstream, and answer on the same
 //! stream with a response envelope and the response body as the upstream writes it.
+//!
+//! Transport-independent: QUIC and HTTP/2 streams arrive here as the same
+//! [`StreamSend`]/[`StreamRecv`] pair (see `transport.rs`).
 
 use std::future::Future;
 use std::pin::pin;
@@ -13,11 +16,11 @@ use aimux_wire::{
 use http::{Method, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use quinn::{RecvStream, SendStream, StoppedError, VarInt};
 use tracing::{debug, warn};
 
 use super::envelope::{EnvelopeError, read_request};
-use crate::forward::body::{QuicBody, RequestBody};
+use super::transport::{Stopped, StreamRecv, StreamSend};
+use crate::forward::body::{RequestBody, TunnelBody};
 use crate::forward::{ForwardError, Outgoing, Service, client, headers};
 use crate::metrics::{GaugeGuard, Status, UNKNOWN_SERVICE};
 use crate::policy::{Caller, Refusal, RequestFacts};
@@ -39,14 +42,10 @@ pub(crate) struct StreamContext {
     pub(crate) caller: Caller,
 }
 
-fn code(c: u32) -> VarInt {
-    VarInt::from_u32(c)
-}
-
-/// Serves one bidirectional stream to its end.
-pub(crate) async fn serve(ctx: Arc<StreamContext>, mut send: SendStream, mut recv: RecvStream) {
+/// Serves one stream to its end.
+pub(crate) async fn serve(ctx: Arc<StreamContext>, mut send: StreamSend, mut recv: StreamRecv) {
     let shared = &ctx.shared;
-    let open = shared.metrics.stream_opened();
+    let open = shared.metrics.stream_opened(send.transport());
     let started = Instant::now();
     let read = tokio::time::timeout(
         shared.envelope_timeout(),
@@ -61,14 +60,14 @@ pub(crate) async fn serve(ctx: Arc<StreamContext>, mut send: SendStream, mut rec
                 "no complete request envelope within {}s; resetting the stream",
                 shared.envelope_timeout().as_secs_f64()
             );
-            let _ = send.reset(code(codes::STREAM_TIMEOUT));
-            let _ = recv.stop(code(codes::STREAM_TIMEOUT));
+            send.reset(codes::STREAM_TIMEOUT);
+            recv.stop(codes::STREAM_TIMEOUT);
             return;
         }
         Ok(Err(EnvelopeError::Read(e))) => {
             debug!(identity = %ctx.caller.id(), stream = %send.id(), error = %e,
                 "stream ended before its envelope was read");
-            let _ = send.reset(code(codes::STREAM_CANCELLED));
+            send.reset(codes::STREAM_CANCELLED);
             return;
         }
         Ok(Err(e)) => {
@@ -80,7 +79,7 @@ pub(crate) async fn serve(ctx: Arc<StreamContext>, mut send: SendStream, mut rec
             );
             let mut ex = Exchange::new(&ctx, send, UNKNOWN_SERVICE, started, open);
             ex.refuse_with(refusal, codes::STREAM_MALFORMED).await;
-            let _ = recv.stop(code(codes::STREAM_MALFORMED));
+            recv.stop(codes::STREAM_MALFORMED);
             return;
         }
     };
@@ -90,8 +89,8 @@ pub(crate) async fn serve(ctx: Arc<StreamContext>, mut send: SendStream, mut rec
 async fn handle(
     ctx: &StreamContext,
     envelope: RequestEnvelope,
-    send: SendStream,
-    mut recv: RecvStream,
+    send: StreamSend,
+    mut recv: StreamRecv,
     started: Instant,
     open: GaugeGuard,
 ) {
@@ -162,7 +161,7 @@ async fn handle(
         }
     };
 
-    let mut body = QuicBody::new(recv);
+    let mut body = TunnelBody::new(recv);
     body.peek_end_now();
     if !body_expected(&method, &request_headers) {
         // A bodiless GET should reach HTTP/1.1 without a (chunked) body, which needs the
@@ -174,7 +173,7 @@ async fn handle(
         method,
         target: &head.path,
         headers: request_headers,
-        body: RequestBody::quic(body),
+        body: RequestBody::tunnel(body),
         caller,
         trace: envelope.trace.as_ref(),
     };
@@ -195,7 +194,7 @@ fn body_expected(method: &Method, headers: &http::HeaderMap) -> bool {
 /// The answering side of one stream.
 struct Exchange<'a> {
     ctx: &'a StreamContext,
-    send: SendStream,
+    send: StreamSend,
     service_label: String,
     started: Instant,
     /// Counts the stream as open until its response is complete.
@@ -205,7 +204,7 @@ struct Exchange<'a> {
 impl<'a> Exchange<'a> {
     fn new(
         ctx: &'a StreamContext,
-        send: SendStream,
+        send: StreamSend,
         label: &str,
         started: Instant,
         open: GaugeGuard,
@@ -230,9 +229,9 @@ impl<'a> Exchange<'a> {
 
     /// Answers with `refusal` and ends the stream; the request body is not wanted, so the
     /// sidecar is asked to stop sending it (SPEC.md §2.6 allows answering first).
-    async fn refuse(&mut self, refusal: Refusal, recv: &mut RecvStream) {
+    async fn refuse(&mut self, refusal: Refusal, recv: &mut StreamRecv) {
         self.refuse_with(refusal, codes::STREAM_CANCELLED).await;
-        let _ = recv.stop(code(codes::STREAM_CANCELLED));
+        recv.stop(codes::STREAM_CANCELLED);
     }
 
     /// Answers with `refusal`; if even that cannot be sent, resets with `reset_code`.
@@ -246,7 +245,7 @@ impl<'a> Exchange<'a> {
         if sent {
             self.finish().await;
         } else {
-            let _ = self.send.reset(code(reset_code));
+            self.send.reset(reset_code);
         }
     }
 
@@ -271,7 +270,7 @@ impl<'a> Exchange<'a> {
                 debug!(identity = %self.ctx.caller.id(), request_id, stopped = ?s,
                     "the sidecar abandoned the request; cancelling it upstream");
                 self.record(Status::Cancelled);
-                let _ = self.send.reset(code(codes::STREAM_CANCELLED));
+                self.send.reset(codes::STREAM_CANCELLED);
                 return;
             }
         };
@@ -288,7 +287,7 @@ impl<'a> Exchange<'a> {
                 debug!(identity = %self.ctx.caller.id(), request_id, reason = %why,
                     "the request body failed (the sidecar reset the stream)");
                 self.record(Status::Cancelled);
-                let _ = self.send.reset(code(codes::STREAM_CANCELLED));
+                self.send.reset(codes::STREAM_CANCELLED);
                 return;
             }
         };
@@ -330,7 +329,7 @@ impl<'a> Exchange<'a> {
     async fn stream_body(
         &mut self,
         mut body: Incoming,
-        mut stopped: std::pin::Pin<&mut impl Future<Output = Result<Option<VarInt>, StoppedError>>>,
+        mut stopped: std::pin::Pin<&mut impl Future<Output = Stopped>>,
         request_id: &str,
     ) {
         loop {
@@ -368,14 +367,14 @@ impl<'a> Exchange<'a> {
                     // The sidecar reset its request body mid-upload: hyper abandons the
                     // exchange, and the fault is not the upstream's.
                     debug!(request_id, error = %e, "the sidecar abandoned the request");
-                    let _ = self.send.reset(code(codes::STREAM_CANCELLED));
+                    self.send.reset(codes::STREAM_CANCELLED);
                     return;
                 }
                 Some(Err(e)) => {
                     warn!(identity = %self.ctx.caller.id(), request_id, error = %e,
                         "the upstream failed in the middle of the response body; resetting \
                          the stream");
-                    let _ = self.send.reset(code(codes::STREAM_UPSTREAM_FAILED));
+                    self.send.reset(codes::STREAM_UPSTREAM_FAILED);
                     return;
                 }
             }
