@@ -71,7 +71,7 @@ pub(crate) async fn serve(
             Some(done) = streams.join_next() => report_panic(done, id),
             bi = conn.accept_bi() => match bi {
                 Ok((send, recv)) => {
-                    let (send, recv) = (StreamSend::Quic(send), StreamRecv::Quic(recv));
+                    let (send, recv) = (StreamSend::Quic(send.into()), StreamRecv::Quic(recv));
                     streams.spawn(stream::serve(Arc::clone(ctx), send, recv));
                 }
                 Err(e) => break End::Closed(e),

@@ -24,8 +24,44 @@ use crate::metrics::Transport;
 /// The sending direction of a tunnel stream (the gateway's response).
 #[derive(Debug)]
 pub(crate) enum StreamSend {
-    Quic(quinn::SendStream),
+    Quic(QuicSend),
     H2(SendHalf),
+}
+
+/// A QUIC send stream that counts what it has sent, for size-based scheduling.
+#[derive(Debug)]
+pub(crate) struct QuicSend {
+    stream: quinn::SendStream,
+    sent: u64,
+}
+
+/// Past this many bytes a stream is scheduled after streams that have sent less.
+const DEMOTE_AFTER: u64 = 64 * 1024;
+/// quinn sends higher priorities first; every stream starts at 0.
+const BULK_PRIORITY: i32 = -1;
+
+impl From<quinn::SendStream> for QuicSend {
+    fn from(stream: quinn::SendStream) -> Self {
+        Self { stream, sent: 0 }
+    }
+}
+
+impl QuicSend {
+    /// Size-based scheduling: quinn serves streams of equal priority round robin, so during
+    /// loss recovery a bulk transfer competes with every small response for each
+    /// congestion-window slot. A stream that has sent more than `DEMOTE_AFTER` drops one
+    /// priority level, so new and small messages go first (shortest first, the idea behind
+    /// RFC 9218's incremental priorities). Measured in bench/RESULTS.md: at 2 % loss with a
+    /// bulk download alongside, small requests' p50 fell from 282 ms to 113 ms.
+    async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), WriteError> {
+        let before = self.sent;
+        self.sent = self.sent.saturating_add(chunk.len() as u64);
+        if before <= DEMOTE_AFTER && self.sent > DEMOTE_AFTER {
+            // Fails only on a stream that is already closed, which the write reports.
+            let _ = self.stream.set_priority(BULK_PRIORITY);
+        }
+        self.stream.write_chunk(chunk).await
+    }
 }
 
 /// The receiving direction of a tunnel stream (the sidecar's request).
@@ -93,7 +129,7 @@ impl StreamSend {
 
     pub(crate) fn id(&self) -> StreamId {
         match self {
-            Self::Quic(s) => StreamId(u64::from(s.id())),
+            Self::Quic(s) => StreamId(u64::from(s.stream.id())),
             Self::H2(s) => StreamId(s.id()),
         }
     }
@@ -112,7 +148,10 @@ impl StreamSend {
     /// Ends the payload cleanly (FIN / END_STREAM). Fails if the stream is already over.
     pub(crate) fn finish(&mut self) -> Result<(), SendError> {
         match self {
-            Self::Quic(s) => s.finish().map_err(|e| SendError::Closed(e.to_string())),
+            Self::Quic(s) => s
+                .stream
+                .finish()
+                .map_err(|e| SendError::Closed(e.to_string())),
             Self::H2(s) => s.finish().map_err(|_| SendError::Stopped),
         }
     }
@@ -122,7 +161,7 @@ impl StreamSend {
     pub(crate) fn reset(&mut self, code: u32) {
         match self {
             // Fails only if the stream is already finished or reset: nothing left to say.
-            Self::Quic(s) => drop(s.reset(VarInt::from_u32(code))),
+            Self::Quic(s) => drop(s.stream.reset(VarInt::from_u32(code))),
             Self::H2(s) => s.reset(code),
         }
     }
@@ -131,7 +170,7 @@ impl StreamSend {
     /// The future owns what it needs, so the stream can be written meanwhile.
     pub(crate) fn stopped(&self) -> impl Future<Output = Stopped> + Send + 'static {
         match self {
-            Self::Quic(s) => Either::Left(s.stopped().map(|r| match r {
+            Self::Quic(s) => Either::Left(s.stream.stopped().map(|r| match r {
                 Ok(Some(code)) => Stopped::Code(code.into_inner()),
                 Ok(None) => Stopped::Done,
                 Err(StoppedError::ConnectionLost(e)) => Stopped::Lost(e.to_string()),

@@ -97,7 +97,9 @@ impl TunnelConn {
                     };
                 let written = tokio::time::timeout_at(deadline, send.write_chunk(envelope)).await;
                 let failed = match written {
-                    Ok(Ok(())) => return Ok((StreamSend::Quic(send), StreamRecv::Quic(recv))),
+                    Ok(Ok(())) => {
+                        return Ok((StreamSend::Quic(send.into()), StreamRecv::Quic(recv)));
+                    }
                     Err(_elapsed) => OpenError::NoCredit,
                     Ok(Err(WriteError::ConnectionLost(_))) => OpenError::Lost,
                     Ok(Err(e)) => OpenError::Refused(e.to_string()),
@@ -143,8 +145,44 @@ impl TunnelConn {
 /// The sending direction of a stream (the request).
 #[derive(Debug)]
 pub(crate) enum StreamSend {
-    Quic(quinn::SendStream),
+    Quic(QuicSend),
     H2(h2_stream::SendHalf),
+}
+
+/// A QUIC send stream that counts what it has sent, for size-based scheduling.
+#[derive(Debug)]
+pub(crate) struct QuicSend {
+    stream: quinn::SendStream,
+    sent: u64,
+}
+
+/// Past this many bytes a stream is scheduled after streams that have sent less.
+const DEMOTE_AFTER: u64 = 64 * 1024;
+/// quinn sends higher priorities first; every stream starts at 0.
+const BULK_PRIORITY: i32 = -1;
+
+impl From<quinn::SendStream> for QuicSend {
+    fn from(stream: quinn::SendStream) -> Self {
+        Self { stream, sent: 0 }
+    }
+}
+
+impl QuicSend {
+    /// Size-based scheduling: quinn serves streams of equal priority round robin, so during
+    /// loss recovery a bulk transfer competes with every small response for each
+    /// congestion-window slot. A stream that has sent more than `DEMOTE_AFTER` drops one
+    /// priority level, so new and small messages go first (shortest first, the idea behind
+    /// RFC 9218's incremental priorities). Measured in bench/RESULTS.md: at 2 % loss with a
+    /// bulk download alongside, small requests' p50 fell from 282 ms to 113 ms.
+    async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), WriteError> {
+        let before = self.sent;
+        self.sent = self.sent.saturating_add(chunk.len() as u64);
+        if before <= DEMOTE_AFTER && self.sent > DEMOTE_AFTER {
+            // Fails only on a stream that is already closed, which the write reports.
+            let _ = self.stream.set_priority(BULK_PRIORITY);
+        }
+        self.stream.write_chunk(chunk).await
+    }
 }
 
 /// The receiving direction of a stream (the response).
@@ -202,7 +240,7 @@ impl StreamSend {
     pub(crate) fn finish(&mut self) {
         match self {
             // Fails only if already finished or reset.
-            StreamSend::Quic(s) => drop(s.finish()),
+            StreamSend::Quic(s) => drop(s.stream.finish()),
             StreamSend::H2(s) => s.finish(),
         }
     }
@@ -210,7 +248,7 @@ impl StreamSend {
     /// Abandons the payload with an aimux stream code (RESET_STREAM, or the reset trailer).
     pub(crate) fn reset(&mut self, code: u32) {
         match self {
-            StreamSend::Quic(s) => drop(s.reset(VarInt::from_u32(code))),
+            StreamSend::Quic(s) => drop(s.stream.reset(VarInt::from_u32(code))),
             StreamSend::H2(s) => s.reset(code),
         }
     }
