@@ -7,6 +7,7 @@ mod bootstrap;
 mod cli;
 mod demo;
 mod mesh;
+mod output;
 mod process;
 
 use std::process::ExitCode;
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            output::write_stderr(&format!("error: {err:#}\n"));
             ExitCode::FAILURE
         }
     }

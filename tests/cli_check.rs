@@ -71,3 +71,20 @@ fn unreadable_file_says_what_to_do() {
     );
     assert!(stderr.contains("--config"), "{stderr}");
 }
+
+#[test]
+fn a_reader_that_leaves_early_is_not_a_crash() {
+    // Like `aimux check | head -c 0`: stdout is a pipe whose reader is already gone, so
+    // every write fails with EPIPE.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_aimux"))
+        .args(["check", "--config", "mesh.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

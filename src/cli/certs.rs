@@ -1,6 +1,7 @@
 //! `aimux certs`: create the mesh CA, issue agent and gateway certificates, revoke and list
 //! them. The work is done by `aimux_certs::Authority`; this module parses arguments and prints.
 
+use crate::output::outln;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -154,30 +155,30 @@ fn init(args: InitArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     let ca = Authority::init(dir, &params, now)?;
     let paths = ca.dir();
     if replacing {
-        println!(
+        outln!(
             "replaced the CA in {}: certificates issued by the previous CA are no longer \
              trusted; issue new ones",
             dir.display()
         );
     }
-    println!(
+    outln!(
         "created CA {} (serial {}, valid until {})",
         ca.ca_id(),
         ca.ca_serial(),
         ca.ca_not_after().date()
     );
-    println!("  certificate  {}", paths.ca_cert().display());
-    println!(
+    outln!("  certificate  {}", paths.ca_cert().display());
+    outln!(
         "  private key  {} (mode 0600: keep it secret)",
         paths.ca_key().display()
     );
-    println!("  CRL          {} (empty)", paths.crl().display());
-    println!("next: issue the gateway's certificate and one per agent:");
-    println!(
+    outln!("  CRL          {} (empty)", paths.crl().display());
+    outln!("next: issue the gateway's certificate and one per agent:");
+    outln!(
         "  aimux certs issue --dir {} --gateway --name NAME --dns HOST",
         dir.display()
     );
-    println!("  aimux certs issue --dir {} --name AGENT", dir.display());
+    outln!("  aimux certs issue --dir {} --name AGENT", dir.display());
     Ok(())
 }
 
@@ -193,7 +194,7 @@ fn issue(args: IssueArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     let kind = params.kind.identity_kind();
     let names = extra_names(&params.kind);
     let issued = ca.issue(&params)?;
-    println!(
+    outln!(
         "issued {kind} certificate {}{names} → {} (key {}, serial {}, valid until {})",
         issued.id,
         issued.cert_path.display(),
@@ -202,7 +203,7 @@ fn issue(args: IssueArgs, now: OffsetDateTime) -> anyhow::Result<()> {
         issued.validity.not_after().date()
     );
     if let Some(old) = issued.replaced.as_ref().filter(|old| !old.revoked) {
-        println!(
+        outln!(
             "note: the replaced certificate (serial {}) was not revoked and stays valid until \
              {}; if its key may be compromised run: aimux certs revoke --dir {} --serial {}",
             old.serial,
@@ -244,19 +245,19 @@ fn revoke(args: RevokeArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     };
     let what = describe_revoked(&revocation);
     if revocation.already_revoked {
-        println!(
+        outln!(
             "{what} was already revoked; {} is unchanged",
             revocation.crl_path.display()
         );
     } else {
         let count = revocation.revoked_count;
-        println!(
+        outln!(
             "revoked {what}: {} now lists {count} certificate{} (CRL number {})",
             revocation.crl_path.display(),
             if count == 1 { "" } else { "s" },
             revocation.crl_number
         );
-        println!("the gateway refuses it once it loads the new revocation list");
+        outln!("the gateway refuses it once it loads the new revocation list");
     }
     Ok(())
 }
@@ -280,10 +281,10 @@ fn list(args: ListArgs, now: OffsetDateTime) -> anyhow::Result<()> {
     }
     if args.json {
         let json = serde_json::to_string_pretty(&listing).context("could not encode JSON")?;
-        println!("{json}");
+        outln!("{json}");
         return Ok(());
     }
-    print!("{}", table(&listing, &args.dir.dir, now));
+    crate::output::write_stdout(&table(&listing, &args.dir.dir, now))?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `aimux check`: validate a mesh file and print every mistake.
 
+use crate::output::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,11 +17,11 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (origin, source) = mesh::locate(args.config.as_deref())?;
     match mesh::parse(origin.clone(), source) {
         Ok(mesh) => {
-            println!("{origin}: valid\n{mesh}");
+            outln!("{origin}: valid\n{mesh}");
             Ok(ExitCode::SUCCESS)
         }
         Err(invalid) => {
-            eprintln!("{invalid}");
+            crate::output::write_stderr(&format!("{invalid}\n"));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -1,5 +1,6 @@
 //! `aimux up`, `aimux gateway` and `aimux sidecar`: the long-running commands.
 
+use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -39,7 +40,7 @@ fn load(config: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
     let mesh =
         mesh::parse(origin.clone(), source).map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
     for line in bootstrap::ensure_dev_certs(&mesh)? {
-        println!("created {line}");
+        outln!("created {line}");
     }
     tracing::info!(%origin, "mesh loaded");
     Ok(mesh)
@@ -52,7 +53,7 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
         for agent in &mesh.agents {
             start_sidecar(&mesh, &agent.name, &shutdown, &tasks).await?;
         }
-        println!(
+        outln!(
             "aimux is up (certificates in {}); Ctrl-C stops it. Try:",
             mesh.certs_dir.display()
         );
@@ -89,22 +90,22 @@ async fn start_gateway(
         .await
         .context("starting the gateway")?;
     if let Some(addr) = gateway.quic_addr() {
-        println!("gateway `{}`: QUIC on {addr}", mesh.gateway.name);
+        outln!("gateway `{}`: QUIC on {addr}", mesh.gateway.name);
     }
     if let Some(addr) = gateway.h2_addr() {
-        println!(
+        outln!(
             "gateway `{}`: HTTP/2 tunnel on {addr} (TCP, mutual TLS)",
             mesh.gateway.name
         );
     }
     if let Some(addr) = gateway.dev_http_addr() {
-        println!(
+        outln!(
             "gateway `{}`: dev-mode HTTP on {addr} (trusts x-aimux-identity: never use in production)",
             mesh.gateway.name
         );
     }
     if let Some(addr) = gateway.admin_addr() {
-        println!(
+        outln!(
             "gateway `{}`: admin on http://{addr} (/healthz /readyz /metrics)",
             mesh.gateway.name
         );
@@ -125,8 +126,8 @@ async fn start_sidecar(
         .with_context(|| format!("starting the sidecar of `{agent}`"))?;
     for (addr, service) in sidecar.listener_addrs() {
         match service {
-            Some(service) => println!("sidecar `{agent}`: http://{addr} → service `{service}`"),
-            None => println!("sidecar `{agent}`: proxy on {addr} (HTTP_PROXY=http://{addr})"),
+            Some(service) => outln!("sidecar `{agent}`: http://{addr} → service `{service}`"),
+            None => outln!("sidecar `{agent}`: proxy on {addr} (HTTP_PROXY=http://{addr})"),
         }
     }
     let token = shutdown.clone();
@@ -167,7 +168,7 @@ fn print_examples(mesh: &Mesh) {
                 ),
                 _ => format!("curl -si http://{}/ -d 'hello mesh'", l.listen),
             };
-            println!("  {example}    # {} → {}", agent.name, l.service);
+            outln!("  {example}    # {} → {}", agent.name, l.service);
         }
     }
 }
