@@ -35,10 +35,11 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Direct,
         Scenario::Dev,
         Scenario::Quic,
+        Scenario::H2,
         Scenario::Nginx,
     ];
 
