@@ -15,14 +15,14 @@ impl fmt::Display for Secs {
         let ms = d.as_millis();
         if ms < 1000 {
             write!(f, "{ms} ms")
-        } else if d.as_secs() >= 120 && d.as_secs() % 60 == 0 {
+        } else if d.as_secs() >= 120 && d.as_secs().is_multiple_of(60) {
             write!(f, "{} min", d.as_secs() / 60)
-        } else if ms % 1000 == 0 {
+        } else if ms.is_multiple_of(1000) {
             write!(f, "{} s", d.as_secs())
         } else {
             // One decimal is enough for people; trailing zero trimmed (`1.5 s`, not `1.50 s`).
             let tenths = (ms + 50) / 100;
-            if tenths % 10 == 0 {
+            if tenths.is_multiple_of(10) {
                 write!(f, "{} s", tenths / 10)
             } else {
                 write!(f, "{}.{} s", tenths / 10, tenths % 10)
