@@ -78,6 +78,7 @@ pub(super) async fn serve(
     shutdown: CancellationToken,
 ) {
     let _ = tcp.set_nodelay(true);
+    super::tune_tunnel_socket(&tcp);
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp).into_fallible());
     let accepted = tokio::select! {
         accepted = handshake => accepted,

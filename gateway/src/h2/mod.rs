@@ -183,3 +183,25 @@ impl CloseHandle {
         self.requested.cancel();
     }
 }
+
+/// Unsent bytes a tunnel socket may hold (`TCP_NOTSENT_LOWAT`). Without a cap the kernel
+/// accepts megabytes of a bulk response ahead of every small one (`tcp_wmem` autotuning),
+/// and HTTP/2 can no longer interleave streams; with it, frames wait in HTTP/2's queues,
+/// where streams take turns. bench/RESULTS.md §3 measured the difference.
+const NOTSENT_LOWAT: u32 = 128 * 1024;
+/// The tunnel's TCP congestion controller: Cubic, the same as the QUIC tunnel's (quinn's
+/// default), so that the two transports are compared and behave on equal terms whatever
+/// the host's default (often BBR).
+const CONGESTION_CONTROL: &[u8] = b"cubic";
+
+/// Applies the tunnel's TCP settings; each is best effort (an unprivileged process may not
+/// choose a congestion controller outside `tcp_allowed_congestion_control`).
+pub(crate) fn tune_tunnel_socket(socket: &impl std::os::fd::AsFd) {
+    let sock = socket2::SockRef::from(socket);
+    if let Err(e) = sock.set_tcp_notsent_lowat(NOTSENT_LOWAT) {
+        tracing::debug!("cannot set TCP_NOTSENT_LOWAT on a tunnel socket: {e}");
+    }
+    if let Err(e) = sock.set_tcp_congestion(CONGESTION_CONTROL) {
+        tracing::debug!("cannot select TCP congestion control cubic for a tunnel socket: {e}");
+    }
+}
