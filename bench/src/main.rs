@@ -29,7 +29,8 @@ enum Command {
     /// Run the same load against one or more running targets, one after the other.
     Load(LoadArgs),
     /// Start each scenario's proxies (direct, gateway dev mode, sidecar → QUIC → gateway,
-    /// nginx) against one upstream and measure them side by side, repeatedly.
+    /// sidecar → HTTP/2 over TLS → gateway, nginx) against one upstream and measure them
+    /// side by side, repeatedly.
     Run(RunArgs),
     /// Over an emulated WAN link (network namespaces, needs root): small-request latency
     /// through the QUIC and the HTTP/2-over-TCP tunnels, with and without a bulk transfer.
@@ -234,15 +235,7 @@ fn load_command(args: LoadArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(n, r)| (n.clone(), &r.corrected))
             .collect();
-        let mode = if args.closed {
-            "closed loop".to_owned()
-        } else {
-            format!("{} req/s", args.rate)
-        };
-        let title = format!(
-            "latency by percentile ({mode}, {} B bodies)",
-            args.body_size
-        );
+        let title = plot_title(args.closed, args.rate, args.body_size);
         plot::latency_by_percentile(&dir.join("latency.svg"), &title, &series)
             .map_err(anyhow::Error::msg)?;
         println!(
@@ -254,10 +247,7 @@ fn load_command(args: LoadArgs) -> anyhow::Result<()> {
 }
 
 fn run_command(args: RunArgs) -> anyhow::Result<()> {
-    let aimux = match args.aimux {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("aimux"),
-    };
+    let aimux = aimux_binary(args.aimux)?;
     let scratch = tempfile_dir()?;
     if args.pin {
         // Before the upstream and the load threads start, so that they inherit CPU 0.
@@ -330,15 +320,7 @@ fn run_command(args: RunArgs) -> anyhow::Result<()> {
                 series.push((scenario.name().to_owned(), &m.result.corrected));
             }
         }
-        let mode = if args.closed {
-            "closed loop".to_owned()
-        } else {
-            format!("{} req/s", args.rate)
-        };
-        let title = format!(
-            "latency by percentile ({mode}, {} B bodies)",
-            args.body_size
-        );
+        let title = plot_title(args.closed, args.rate, args.body_size);
         plot::latency_by_percentile(&dir.join("latency.svg"), &title, &series)
             .map_err(anyhow::Error::msg)?;
         println!(
@@ -350,6 +332,24 @@ fn run_command(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The title of a latency plot.
+fn plot_title(closed: bool, rate: f64, body_size: usize) -> String {
+    let mode = if closed {
+        "closed loop".to_owned()
+    } else {
+        format!("{rate} req/s")
+    };
+    format!("latency by percentile ({mode}, {body_size} B bodies)")
+}
+
+/// The `aimux` binary to benchmark: the one given, or the one built next to this binary.
+fn aimux_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()?.with_file_name("aimux")),
+    }
+}
+
 /// A scratch directory for certificates, mesh files and logs of one run.
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("aimux-bench-{}", std::process::id()));
@@ -358,10 +358,7 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn wan_command(args: WanArgs) -> anyhow::Result<()> {
-    let aimux = match args.aimux {
-        Some(path) => path,
-        None => std::env::current_exe()?.with_file_name("aimux"),
-    };
+    let aimux = aimux_binary(args.aimux)?;
     let scratch = tempfile_dir()?;
     let link = LinkProfile::rtt(Duration::from_millis(args.rtt_ms))
         .with_rate(args.rate_mbit * 1_000_000, args.buffer_kib * 1024);
