@@ -105,30 +105,42 @@ impl UpstreamProtocol {
     }
 }
 
-/// A route: requests matching every present condition go to `to` instead of the service the
-/// envelope named.
-#[derive(Debug, Clone)]
+/// A route. A *rule route* (no `examples`) sends requests matching every present condition
+/// to `to`; when several match, the most specific wins (`policy/route.rs`). A *semantic
+/// route* (with `examples`) is a candidate for requests no rule route matches: its
+/// conditions filter, and its examples are compared in meaning with the request's intent.
+#[derive(Debug, Clone, Default)]
 pub struct RouteConfig {
-    /// For logs and error messages.
+    /// For logs, error messages and the audit log.
     pub name: Option<String>,
-    /// Matches when the envelope's destination equals this.
-    pub service: Option<String>,
-    /// Matches the envelope's intent. A request without an intent matches only a pattern
-    /// that leaves every part open.
+    /// Matches the envelope's destination (the service the agent addressed).
+    pub service: Option<Glob>,
+    /// Matches the envelope's intent (protocol, operation, target). A request without an
+    /// intent matches only a pattern that leaves every part open.
     pub intent: Option<IntentPattern>,
+    /// Matches the HTTP method (`POST`, `GET`, ...).
+    pub method: Option<Glob>,
     /// Matches the request path (without the query).
     pub path: Option<Glob>,
+    /// Example intents in plain language ("forecast revenue"): makes this a semantic route.
+    pub examples: Vec<String>,
     /// The service to send matching requests to.
     pub to: String,
+    /// The longest the upstream may take to send its response head, for requests this route
+    /// sends (instead of [`Timeouts::response_head`]).
+    pub timeout: Option<Duration>,
 }
 
 /// An access rule. `None` lists mean "any"; an empty `intents` list means any intent.
 #[derive(Debug, Clone)]
 pub struct AccessRuleConfig {
-    /// Agent names (the `NAME` of `spiffe://DOMAIN/agent/NAME`).
-    pub from: Option<Vec<String>>,
-    /// Service names, compared with the service the request is routed to.
-    pub to: Option<Vec<String>>,
+    /// For the refusal message and the audit log (else the rule's 1-based position).
+    pub name: Option<String>,
+    /// Callers: globs over the agent name (the `NAME` of `spiffe://DOMAIN/agent/NAME`), or,
+    /// for a glob starting with `spiffe://`, over the whole SPIFFE ID.
+    pub from: Option<Vec<Glob>>,
+    /// Service globs, compared with the service the request is routed to.
+    pub to: Option<Vec<Glob>>,
     /// Intent patterns; the rule matches when any of them does.
     pub intents: Vec<IntentPattern>,
     /// What a match means.

@@ -101,16 +101,18 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody>
     let facts = RequestFacts {
         destination: &destination,
         intent: Some(&intent),
+        method: req.method().as_str(),
         path: &target,
     };
-    let service = match shared.admit(&caller, &facts) {
-        Ok(service) => service,
+    let admitted = match shared.admit(&caller, &facts).await {
+        Ok(admitted) => admitted,
         Err(denied) => {
             let status = Status::Outcome(denied.refusal.outcome);
             shared.record(caller.id_str(), &denied.service_label, status, started);
             return refusal(denied.refusal);
         }
     };
+    let service = admitted.service;
     let (parts, body) = req.into_parts();
     let outgoing = Outgoing {
         method: parts.method,
@@ -119,6 +121,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody>
         body: RequestBody::dev(body),
         caller: &caller,
         trace: None,
+        response_timeout: admitted.timeout,
     };
     let record = |status| shared.record(caller.id_str(), service.name(), status, started);
     match shared.forwarder.send(&service, outgoing).await {

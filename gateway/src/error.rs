@@ -103,6 +103,23 @@ pub enum GatewayError {
     )]
     NothingToServe,
 
+    /// Two rule routes could match one request and neither is more specific.
+    #[error(
+        "routes {first} and {second} can match the same request and are equally specific: \
+         make one more specific (add a condition, or use an exact value instead of a glob) \
+         or merge them"
+    )]
+    AmbiguousRoutes {
+        /// The earlier route's name, or its position (`#3`).
+        first: String,
+        /// The later route's name, or position.
+        second: String,
+    },
+
+    /// The semantic matcher could not be built (model files missing or unreadable).
+    #[error("semantic routing: {0}")]
+    Semantic(String),
+
     /// The tunnel is configured without a listener.
     #[error(
         "the sidecar tunnel has no listener: give it a QUIC (UDP) address, an HTTP/2 (TCP) \

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aimux_wire::Limits;
+use arc_swap::ArcSwap;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -14,12 +15,10 @@ use crate::admin::{AdminListener, Readiness};
 use crate::config::GatewayConfig;
 use crate::dev_http::DevHttpListener;
 use crate::error::GatewayError;
-use crate::forward::{Forwarder, Services};
+use crate::forward::Forwarder;
 use crate::metrics::Metrics;
-use crate::policy::Policy;
-use crate::policy::access::AccessPolicy;
-use crate::policy::route::Router;
 use crate::shared::Shared;
+use crate::snapshot::{self, PolicyConfig, Reloader};
 use crate::tunnel::TunnelListeners;
 use crate::tunnel::registry::Registry;
 
@@ -42,35 +41,14 @@ impl Gateway {
         if config.tunnel.is_none() && config.dev_http.is_none() {
             return Err(GatewayError::NothingToServe);
         }
-        let services = Services::from_config(&config.services)?;
-        let router = Router::new(config.routes);
-        for (label, route) in router.labelled() {
-            if services.get(&route.to).is_none() {
-                return Err(GatewayError::UnknownRouteTarget {
-                    route: label.to_string(),
-                    to: route.to.clone(),
-                });
-            }
-        }
-        let access = AccessPolicy::new(config.access);
-        for (i, rule) in access.rules().iter().enumerate() {
-            for service in rule.to.iter().flatten() {
-                if services.get(service).is_none() {
-                    warn!(
-                        "access rule #{} names service `{service}`, which is not configured: \
-                         that part of the rule can never match",
-                        i + 1
-                    );
-                }
-            }
-        }
-        if access.rules().is_empty() {
-            warn!("no access rules are configured: every request will be denied");
-        }
+        let snapshot = snapshot::build(PolicyConfig {
+            services: config.services,
+            routes: config.routes,
+            access: config.access,
+        })?;
         let shared = Arc::new(Shared {
             trust_domain: config.trust.trust_domain().clone(),
-            policy: Policy { router, access },
-            services,
+            snapshot: ArcSwap::from_pointee(snapshot),
             forwarder: Forwarder::new(&config.timeouts),
             metrics: Metrics::new(),
             timeouts: config.timeouts,
@@ -94,6 +72,13 @@ impl Gateway {
             dev_http,
             admin,
         })
+    }
+
+    /// A handle that replaces routes, access rules and services while the gateway runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// The UDP address of the QUIC listener, if configured (the real port if 0 was asked).

@@ -32,6 +32,8 @@ pub enum IntentPatternError {
     UnknownProtocol(String),
     #[error("intent pattern has {0} words; write `<protocol> [<operation> [<target>]]`")]
     TooManyWords(usize),
+    #[error("intent part {0:?} is empty or contains white space")]
+    BadPart(String),
 }
 
 impl IntentPattern {
@@ -60,6 +62,42 @@ impl IntentPattern {
     /// True if the pattern matches every intent, including none at all.
     pub fn is_open(&self) -> bool {
         self.protocol.is_none() && self.operation.is_star() && self.target.is_star()
+    }
+
+    /// A pattern from its parts, as the mesh file's `protocol`, `operation` and `target`
+    /// keys give them (`None` or `"*"` leaves a part open).
+    pub fn from_parts(
+        protocol: Option<&str>,
+        operation: Option<&str>,
+        target: Option<&str>,
+    ) -> Result<Self, IntentPatternError> {
+        let words = [
+            protocol.unwrap_or("*"),
+            operation.unwrap_or("*"),
+            target.unwrap_or("*"),
+        ];
+        if let Some(part) = words
+            .iter()
+            .find(|w| w.is_empty() || w.contains(char::is_whitespace))
+        {
+            return Err(IntentPatternError::BadPart((*part).to_owned()));
+        }
+        words.join(" ").parse()
+    }
+
+    /// The protocol part, `None` for `*`.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The operation glob (`*` when left out).
+    pub fn operation(&self) -> &Glob {
+        &self.operation
+    }
+
+    /// The target glob (`*` when left out).
+    pub fn target(&self) -> &Glob {
+        &self.target
     }
 }
 
@@ -110,8 +148,64 @@ impl Glob {
     }
 
     /// True for the glob `*`, which matches anything, including an absent value.
-    fn is_star(&self) -> bool {
+    pub fn is_star(&self) -> bool {
         self.0 == "*"
+    }
+
+    /// True if the glob has no wildcard: it matches exactly one value.
+    pub fn is_literal(&self) -> bool {
+        !self.0.contains(['*', '?'])
+    }
+
+    /// How many characters of the glob are not wildcards (a tie-breaker between globs:
+    /// `search_web_*` says more than `search_*`).
+    pub fn literal_len(&self) -> usize {
+        self.0.chars().filter(|c| !matches!(c, '*' | '?')).count()
+    }
+
+    /// The glob as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True if some value matches both globs. Dynamic programming over the two patterns
+    /// (a product of the two automata), O(len × len) time and space; patterns come from the
+    /// configuration, not from requests.
+    pub fn intersects(&self, other: &Glob) -> bool {
+        let a: Vec<char> = self.0.chars().collect();
+        let b: Vec<char> = other.0.chars().collect();
+        // reach[i][j]: the prefixes a[..i] and b[..j] can match one common string.
+        let mut reach = vec![vec![false; b.len() + 1]; a.len() + 1];
+        reach[0][0] = true;
+        for i in 0..=a.len() {
+            for j in 0..=b.len() {
+                if !reach[i][j] {
+                    continue;
+                }
+                // A star may match the empty string: skip it.
+                if a.get(i) == Some(&'*') {
+                    reach[i + 1][j] = true;
+                }
+                if b.get(j) == Some(&'*') {
+                    reach[i][j + 1] = true;
+                }
+                match (a.get(i), b.get(j)) {
+                    (Some(x), Some(y)) => {
+                        // One common character: a star consumes it and stays.
+                        let (x_star, y_star) = (*x == '*', *y == '*');
+                        if x_star && !y_star {
+                            reach[i][j + 1] = true;
+                        } else if y_star && !x_star {
+                            reach[i + 1][j] = true;
+                        } else if !x_star && (*x == '?' || *y == '?' || x == y) {
+                            reach[i + 1][j + 1] = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        reach[a.len()][b.len()]
     }
 
     /// `*` also matches an absent value; any other pattern needs a value.
@@ -151,6 +245,12 @@ impl Glob {
             }
         }
         pattern[p..].iter().all(|c| *c == '*')
+    }
+}
+
+impl From<&str> for Glob {
+    fn from(pattern: &str) -> Self {
+        Glob::new(pattern)
     }
 }
 
@@ -238,6 +338,45 @@ mod tests {
             "mcp a b c".parse::<IntentPattern>(),
             Err(IntentPatternError::TooManyWords(4))
         );
+    }
+
+    #[test]
+    fn glob_intersection() {
+        let cases = [
+            ("search_*", "fetch_*", false),
+            ("search_*", "*_web", true),
+            ("search_web", "search_*", true),
+            ("a", "b", false),
+            ("a?c", "*b*", true),
+            ("a?c", "a", false),
+            ("*", "", true),
+            ("x*", "", false),
+            ("**", "abc", true),
+            ("a*", "*b", true),
+            ("ab*", "ac*", false),
+        ];
+        for (a, b, expected) in cases {
+            assert_eq!(
+                Glob::new(a).intersects(&Glob::new(b)),
+                expected,
+                "{a} ∩ {b}"
+            );
+            assert_eq!(
+                Glob::new(b).intersects(&Glob::new(a)),
+                expected,
+                "{b} ∩ {a}"
+            );
+        }
+    }
+
+    #[test]
+    fn patterns_from_parts() {
+        let p = IntentPattern::from_parts(Some("mcp"), Some("tools/call"), None).unwrap();
+        assert_eq!(p.to_string(), "mcp tools/call *");
+        assert_eq!(p.protocol(), Some("mcp"));
+        assert!(p.target().is_star());
+        assert!(IntentPattern::from_parts(Some("mcp"), Some("a b"), None).is_err());
+        assert!(IntentPattern::from_parts(Some("smtp"), None, None).is_err());
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod quic;
 mod revocation;
 mod rt;
 mod shared;
+mod snapshot;
 mod tunnel;
 
 pub use config::{
@@ -46,5 +47,7 @@ pub use config::{
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use intent_pattern::{Glob, IntentPattern, IntentPatternError};
+pub use policy::route::{RouteConflict, Specificity, conflicts as route_conflicts};
+pub use snapshot::{PolicyConfig, Reloader};
 /// The cancellation token [`Gateway::run`] takes.
 pub use tokio_util::sync::CancellationToken;

@@ -20,6 +20,7 @@ async fn dev_mode_routes_and_checks_the_claimed_identity() {
     let up = upstream::start().await;
     let mut cfg = config(&mesh, up.addr);
     cfg.access = vec![aimux_gateway::AccessRuleConfig {
+        name: None,
         from: Some(vec!["alice".into()]),
         to: None,
         intents: vec!["http POST /echo*".parse().unwrap()],

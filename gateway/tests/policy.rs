@@ -21,8 +21,9 @@ fn rule(
     intents: &[&str],
     action: Action,
 ) -> AccessRuleConfig {
-    let list = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+    let list = |l: &[&str]| l.iter().map(|s| Glob::new(s)).collect();
     AccessRuleConfig {
+        name: None,
         from: from.map(list),
         to: to.map(list),
         intents: intents.iter().map(|p| p.parse().unwrap()).collect(),
@@ -119,15 +120,13 @@ async fn routes_by_intent_and_by_path_and_unknown_services_have_no_route(t: Tran
             name: Some("echo-tools".into()),
             service: Some("tools".into()),
             intent: Some("mcp tools/call echo_*".parse().unwrap()),
-            path: None,
             to: "echo".into(),
+            ..RouteConfig::default()
         },
         RouteConfig {
-            name: None,
-            service: None,
-            intent: None,
             path: Some(Glob::new("/static/*")),
             to: "echo".into(),
+            ..RouteConfig::default()
         },
     ];
     let access = vec![rule(None, Some(&["echo", "tools"]), &[], Action::Allow)];
@@ -204,10 +203,8 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
     let mut cfg = config(&mesh, up.addr);
     cfg.routes = vec![RouteConfig {
         name: Some("typo".into()),
-        service: None,
-        intent: None,
-        path: None,
         to: "ecoh".into(),
+        ..RouteConfig::default()
     }];
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert_eq!(

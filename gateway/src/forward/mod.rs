@@ -195,6 +195,8 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) body: RequestBody,
     pub(crate) caller: &'a Caller,
     pub(crate) trace: Option<&'a TraceContext>,
+    /// The route's response-head timeout, instead of the gateway's default.
+    pub(crate) response_timeout: Option<Duration>,
 }
 
 /// Why a request got no response head.
@@ -249,6 +251,7 @@ impl Forwarder {
         })?;
         let mut headers = out.headers;
         headers::prepare_request(&mut headers, &upstream.host, &identity, out.trace);
+        let head_timeout = out.response_timeout.unwrap_or(self.response_head_timeout);
         let mut body = out.body;
         let body_sent = body.end_signal();
         let mut request = Request::new(body);
@@ -267,7 +270,7 @@ impl Forwarder {
         };
         let result = match early {
             Some(r) => Ok(r),
-            None => tokio::time::timeout(self.response_head_timeout, response).await,
+            None => tokio::time::timeout(head_timeout, response).await,
         };
         match result {
             Ok(Ok(response)) => Ok(response),
@@ -287,7 +290,7 @@ impl Forwarder {
                      receiving the whole request",
                     upstream.url,
                     service.name,
-                    self.response_head_timeout.as_secs_f64()
+                    head_timeout.as_secs_f64()
                 ),
             ))),
         }

@@ -3,8 +3,9 @@
 //!
 //! Semantics: nothing is allowed unless some allow rule matches, and any matching deny rule
 //! wins over every allow (so a deny cannot be undone by a rule written later). A rule
-//! matches when each of its conditions holds: `from` lists agent names, `to` lists services
-//! (the service the request is *routed* to, so a route cannot be used to reach a service the
+//! matches when each of its conditions holds: `from` lists globs over agent names (or, for
+//! globs starting with `spiffe://`, over whole SPIFFE IDs), `to` lists service globs (the
+//! service the request is *routed* to, so a route cannot be used to reach a service the
 //! caller may not call), `intents` lists patterns of which one must match.
 
 use std::fmt;
@@ -41,6 +42,11 @@ impl AccessPolicy {
         &self.rules
     }
 
+    /// The name of the rule at a 1-based position, if it has one.
+    pub(crate) fn rule_name(&self, rule: usize) -> Option<&str> {
+        self.rules.get(rule.checked_sub(1)?)?.name.as_deref()
+    }
+
     /// Decides whether `caller` may send a request with `intent` to `service`.
     pub(crate) fn check(&self, caller: &Caller, service: &str, intent: Option<&Intent>) -> Verdict {
         let mut allowed = None;
@@ -66,17 +72,21 @@ fn matches(
     intent: Option<&Intent>,
 ) -> bool {
     // Only agents of the mesh trust domain have an agent name; anyone else matches only
-    // rules open to every caller.
-    let from_ok = rule.from.as_ref().is_none_or(|names| {
-        caller
-            .agent_name()
-            .is_some_and(|agent| names.iter().any(|n| n == agent))
+    // rules open to every caller or naming its SPIFFE ID.
+    let from_ok = rule.from.as_ref().is_none_or(|globs| {
+        globs.iter().any(|g| {
+            if g.as_str().starts_with("spiffe://") {
+                g.matches(caller.id_str())
+            } else {
+                caller.agent_name().is_some_and(|agent| g.matches(agent))
+            }
+        })
     });
     from_ok
         && rule
             .to
             .as_ref()
-            .is_none_or(|services| services.iter().any(|s| s == service))
+            .is_none_or(|services| services.iter().any(|g| g.matches(service)))
         && (rule.intents.is_empty() || rule.intents.iter().any(|p| p.matches_intent(intent)))
 }
 
@@ -87,6 +97,8 @@ pub(crate) struct DenialReason<'a> {
     pub(crate) service: &'a str,
     pub(crate) intent: Option<&'a Intent>,
     pub(crate) verdict: Verdict,
+    /// The deciding rule's name, if it has one.
+    pub(crate) rule_name: Option<&'a str>,
 }
 
 impl fmt::Display for DenialReason<'_> {
@@ -99,7 +111,10 @@ impl fmt::Display for DenialReason<'_> {
             IntentDisplay(self.intent)
         )?;
         match self.verdict {
-            Verdict::DeniedByRule { rule } => write!(f, "denied by access rule #{rule}"),
+            Verdict::DeniedByRule { rule } => match self.rule_name {
+                Some(name) => write!(f, "denied by access rule `{name}` (#{rule})"),
+                None => write!(f, "denied by access rule #{rule}"),
+            },
             Verdict::NoAllowRule | Verdict::Allowed { .. } => {
                 f.write_str("no access rule allows it")
             }
@@ -113,7 +128,7 @@ mod tests {
     use aimux_wire::Protocol;
 
     use super::*;
-    use crate::intent_pattern::IntentPattern;
+    use crate::intent_pattern::{Glob, IntentPattern};
 
     fn td() -> TrustDomain {
         TrustDomain::new("example.org").unwrap()
@@ -129,8 +144,9 @@ mod tests {
         intents: &[&str],
         action: Action,
     ) -> AccessRuleConfig {
-        let list = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
+        let list = |l: &[&str]| l.iter().map(|s| Glob::new(s)).collect();
         AccessRuleConfig {
+            name: None,
             from: from.map(list),
             to: to.map(list),
             intents: intents
@@ -214,6 +230,37 @@ mod tests {
     }
 
     #[test]
+    fn globs_over_agent_names_spiffe_ids_and_services() {
+        let p = AccessPolicy::new(vec![
+            rule(
+                Some(&["research-*"]),
+                Some(&["search-*"]),
+                &[],
+                Action::Allow,
+            ),
+            rule(
+                Some(&["spiffe://partner.org/*"]),
+                Some(&["public"]),
+                &[],
+                Action::Allow,
+            ),
+        ]);
+        let r1 = caller("spiffe://example.org/agent/research-1");
+        let partner = caller("spiffe://partner.org/agent/x");
+        let other = caller("spiffe://example.org/agent/ops");
+        assert_eq!(
+            p.check(&r1, "search-web", None),
+            Verdict::Allowed { rule: 1 }
+        );
+        assert_eq!(p.check(&r1, "public", None), Verdict::NoAllowRule);
+        assert_eq!(
+            p.check(&partner, "public", None),
+            Verdict::Allowed { rule: 2 }
+        );
+        assert_eq!(p.check(&other, "search-web", None), Verdict::NoAllowRule);
+    }
+
+    #[test]
     fn reasons_name_identity_service_intent_and_rule() {
         let alice = caller("spiffe://example.org/agent/alice");
         let call = Intent::new(Protocol::Mcp, "tools/call", "search_web");
@@ -222,6 +269,7 @@ mod tests {
             service: "tools",
             intent: Some(&call),
             verdict: Verdict::NoAllowRule,
+            rule_name: None,
         };
         assert_eq!(
             reason.to_string(),
@@ -233,6 +281,7 @@ mod tests {
             service: "tools",
             intent: None,
             verdict: Verdict::DeniedByRule { rule: 2 },
+            rule_name: None,
         };
         assert_eq!(
             reason.to_string(),

@@ -3,14 +3,16 @@
 
 pub(crate) mod access;
 pub(crate) mod route;
+pub(crate) mod semantic;
 
 use std::fmt;
+use std::time::Duration;
 
 use aimux_certs::{IdentityKind, SpiffeId, TrustDomain};
 use aimux_wire::{Intent, Outcome};
 
 use self::access::{AccessPolicy, DenialReason, Verdict};
-use self::route::{RouteLabel, Router};
+use self::route::{Resolution, RouteLabel, Routed, Router};
 
 /// Who is calling: the SPIFFE ID from the peer certificate (or, in dev mode, the claimed
 /// one) and, if it is an agent of the mesh trust domain, its agent name.
@@ -56,6 +58,8 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) destination: &'a str,
     /// The intent hint, if the sidecar found one.
     pub(crate) intent: Option<&'a Intent>,
+    /// The HTTP method.
+    pub(crate) method: &'a str,
     /// The request target in origin form, possibly with a query.
     pub(crate) path: &'a str,
 }
@@ -88,7 +92,12 @@ pub(crate) struct Policy {
 pub(crate) struct Allowed<'a> {
     pub(crate) service: &'a str,
     pub(crate) route: Option<RouteLabel<'a>>,
+    /// The route's response-head timeout, if it sets one.
+    pub(crate) timeout: Option<Duration>,
+    /// The 1-based position of the allowing access rule.
     pub(crate) rule: usize,
+    /// Its name, if it has one.
+    pub(crate) rule_name: Option<&'a str>,
 }
 
 /// A refused request, with the service it was routed to if that service exists (for the
@@ -96,55 +105,103 @@ pub(crate) struct Allowed<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused<'a> {
     pub(crate) service: Option<&'a str>,
+    pub(crate) route: Option<RouteLabel<'a>>,
+    /// The deciding access rule (`name` or `#N`), for the audit log.
+    pub(crate) rule: Option<String>,
     pub(crate) refusal: Refusal,
 }
 
 impl Policy {
-    /// Routes the request, checks that the target service exists (`is_service`), then
-    /// checks the access rules against the routed service.
-    pub(crate) fn decide<'a>(
+    /// Routing without the semantic matcher (route.rs, steps 1–3).
+    pub(crate) fn route<'a>(
+        &'a self,
+        req: &RequestFacts<'a>,
+        is_service: impl Fn(&str) -> bool,
+    ) -> Resolution<'a> {
+        self.router.resolve(req, is_service)
+    }
+
+    /// The refusal for a request nothing routes; `semantic` says why the semantic matcher
+    /// found nothing, if it was asked.
+    pub(crate) fn no_route(req: &RequestFacts<'_>, semantic: Option<&str>) -> Refused<'static> {
+        let mut reason = format!(
+            "no route for `{}` with intent {}: no rule route matches and no service has that name",
+            req.destination,
+            IntentDisplay(req.intent)
+        );
+        if let Some(why) = semantic {
+            reason.push_str("; semantic routing: ");
+            reason.push_str(why);
+        }
+        Refused {
+            service: None,
+            route: None,
+            rule: None,
+            refusal: Refusal::new(Outcome::NoRoute, reason),
+        }
+    }
+
+    /// Checks that the routed service exists (`is_service` returns its configured name),
+    /// then the access rules against it.
+    pub(crate) fn authorize<'a>(
         &'a self,
         caller: &Caller,
         req: &RequestFacts<'a>,
+        routed: Routed<'a>,
         is_service: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Allowed<'a>, Refused<'a>> {
-        let routed = self.router.resolve(req);
         let Some(service) = is_service(routed.service) else {
-            let reason = match routed.route {
-                // Startup validation makes this unreachable; say so clearly if it happens.
-                Some(route) => format!(
-                    "route {route} sends `{}` to `{}`, which is not a service of this gateway",
-                    req.destination, routed.service
-                ),
-                None => format!(
-                    "no service named `{}` is configured on this gateway, and no route matches",
-                    req.destination
-                ),
-            };
+            // Startup validation makes this unreachable; say so clearly if it happens.
+            let reason = format!(
+                "route {} sends `{}` to `{}`, which is not a service of this gateway",
+                routed
+                    .route
+                    .map_or_else(|| "(none)".to_owned(), |r| r.to_string()),
+                req.destination,
+                routed.service
+            );
             return Err(Refused {
                 service: None,
+                route: routed.route,
+                rule: None,
                 refusal: Refusal::new(Outcome::NoRoute, reason),
             });
         };
+        let timeout = routed
+            .index
+            .and_then(|i| self.router.route(i))
+            .and_then(|r| r.timeout);
         match self.access.check(caller, service, req.intent) {
             Verdict::Allowed { rule } => Ok(Allowed {
                 service,
                 route: routed.route,
+                timeout,
                 rule,
+                rule_name: self.access.rule_name(rule),
             }),
-            verdict => Err(Refused {
-                service: Some(service),
-                refusal: Refusal::new(
-                    Outcome::DeniedByPolicy,
-                    DenialReason {
-                        caller,
-                        service,
-                        intent: req.intent,
-                        verdict,
-                    }
-                    .to_string(),
-                ),
-            }),
+            verdict => {
+                let rule = match verdict {
+                    Verdict::DeniedByRule { rule } => Some(rule),
+                    _ => None,
+                };
+                let rule_name = rule.and_then(|r| self.access.rule_name(r));
+                Err(Refused {
+                    service: Some(service),
+                    route: routed.route,
+                    rule: rule.map(|r| rule_name.map_or_else(|| format!("#{r}"), str::to_owned)),
+                    refusal: Refusal::new(
+                        Outcome::DeniedByPolicy,
+                        DenialReason {
+                            caller,
+                            service,
+                            intent: req.intent,
+                            verdict,
+                            rule_name,
+                        }
+                        .to_string(),
+                    ),
+                })
+            }
         }
     }
 }
@@ -179,11 +236,12 @@ mod tests {
             router: Router::new(vec![RouteConfig {
                 name: Some("to-echo".into()),
                 service: Some("alias".into()),
-                intent: None,
-                path: None,
                 to: "echo".into(),
+                timeout: Some(Duration::from_secs(3)),
+                ..RouteConfig::default()
             }]),
             access: AccessPolicy::new(vec![AccessRuleConfig {
+                name: Some("alice-echo".into()),
                 from: Some(vec!["alice".into()]),
                 to: Some(vec!["echo".into()]),
                 intents: vec![],
@@ -207,23 +265,34 @@ mod tests {
         RequestFacts {
             destination,
             intent: None,
+            method: "GET",
             path: "/",
+        }
+    }
+
+    fn decide<'a>(p: &'a Policy, req: &RequestFacts<'a>) -> Result<Allowed<'a>, Refused<'a>> {
+        match p.route(req, |n| known(n).is_some()) {
+            Resolution::Routed(routed) => p.authorize(&alice(), req, routed, known),
+            _ => Err(Policy::no_route(req, None)),
         }
     }
 
     #[test]
     fn routed_and_allowed() {
         let p = policy();
-        let ok = p.decide(&alice(), &facts("alias"), known).unwrap();
+        let req = facts("alias");
+        let ok = decide(&p, &req).unwrap();
         assert_eq!(ok.service, "echo");
         assert_eq!(ok.route, Some(RouteLabel::Named("to-echo")));
-        assert_eq!(ok.rule, 1);
+        assert_eq!(ok.timeout, Some(Duration::from_secs(3)));
+        assert_eq!((ok.rule, ok.rule_name), (1, Some("alice-echo")));
     }
 
     #[test]
     fn unknown_services_are_no_route_without_a_label() {
         let p = policy();
-        let err = p.decide(&alice(), &facts("nowhere"), known).unwrap_err();
+        let req = facts("nowhere");
+        let err = decide(&p, &req).unwrap_err();
         assert_eq!(err.service, None);
         assert_eq!(err.refusal.outcome, Outcome::NoRoute);
         assert!(err.refusal.reason.contains("`nowhere`"), "{err:?}");
@@ -232,7 +301,8 @@ mod tests {
     #[test]
     fn access_is_checked_against_the_routed_service() {
         let p = policy();
-        let err = p.decide(&alice(), &facts("tools"), known).unwrap_err();
+        let req = facts("tools");
+        let err = decide(&p, &req).unwrap_err();
         assert_eq!(err.service, Some("tools"));
         assert_eq!(err.refusal.outcome, Outcome::DeniedByPolicy);
     }

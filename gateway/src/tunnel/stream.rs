@@ -101,8 +101,8 @@ async fn handle(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    let label = shared.services.label(&envelope.destination);
-    let mut ex = Exchange::new(ctx, send, label, started, open);
+    let label = shared.service_label(&envelope.destination);
+    let mut ex = Exchange::new(ctx, send, &label, started, open);
 
     // Every decision uses the identity the certificate proves; a different claim in the
     // envelope is a sidecar bug or an attempt to speak for someone else (SPEC.md §5.3).
@@ -136,16 +136,18 @@ async fn handle(
     let facts = RequestFacts {
         destination: &envelope.destination,
         intent: envelope.intent.as_ref(),
+        method: &head.method,
         path: &head.path,
     };
-    let service = match shared.admit(caller, &facts) {
-        Ok(service) => service,
+    let admitted = match shared.admit(caller, &facts).await {
+        Ok(admitted) => admitted,
         Err(denied) => {
             ex.service_label = denied.service_label;
             ex.refuse(denied.refusal, &mut recv).await;
             return;
         }
     };
+    let service = admitted.service;
     ex.service_label = service.name().to_owned();
     let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
         let reason = format!("method `{}` cannot be forwarded", head.method);
@@ -176,6 +178,7 @@ async fn handle(
         body: RequestBody::tunnel(body),
         caller,
         trace: envelope.trace.as_ref(),
+        response_timeout: admitted.timeout,
     };
     ex.forward(&service, outgoing, &request_id).await;
 }

@@ -124,6 +124,7 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
 
 pub fn allow_all() -> AccessRuleConfig {
     AccessRuleConfig {
+        name: None,
         from: None,
         to: None,
         intents: vec![],

@@ -1,0 +1,101 @@
+//! Building a policy snapshot from configuration, at startup and on every reload, and
+//! swapping it in ([`Reloader`]). A snapshot is built and checked in full before it is
+//! swapped in, so an invalid configuration never serves a single request.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::{AccessRuleConfig, RouteConfig, ServiceConfig};
+use crate::error::GatewayError;
+use crate::forward::Services;
+use crate::policy::Policy;
+use crate::policy::access::AccessPolicy;
+use crate::policy::route::{self, Router};
+use crate::policy::semantic::SemanticRouter;
+use crate::shared::{Shared, Snapshot};
+
+/// The hot-reloadable part of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyConfig {
+    pub services: Vec<ServiceConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub access: Vec<AccessRuleConfig>,
+}
+
+/// Builds and checks a snapshot: every route targets a service, no two rule routes are
+/// ambiguous, the semantic matcher loads.
+pub(crate) fn build(config: PolicyConfig) -> Result<Snapshot, GatewayError> {
+    let services = Services::from_config(&config.services)?;
+    let label = |i: usize| {
+        config.routes[i]
+            .name
+            .as_ref()
+            .map_or_else(|| format!("#{}", i + 1), |n| format!("`{n}`"))
+    };
+    if let Some(c) = route::conflicts(&config.routes).first() {
+        return Err(GatewayError::AmbiguousRoutes {
+            first: label(c.first),
+            second: label(c.second),
+        });
+    }
+    let router = Router::new(config.routes);
+    for (label, route) in router.labelled() {
+        if services.get(&route.to).is_none() {
+            return Err(GatewayError::UnknownRouteTarget {
+                route: label.to_string(),
+                to: route.to.clone(),
+            });
+        }
+    }
+    let access = AccessPolicy::new(config.access);
+    for (i, rule) in access.rules().iter().enumerate() {
+        for service in rule.to.iter().flatten() {
+            if service.is_literal() && services.get(service.as_str()).is_none() {
+                warn!(
+                    "access rule #{} names service `{service}`, which is not configured: \
+                     that part of the rule can never match",
+                    i + 1
+                );
+            }
+        }
+    }
+    if access.rules().is_empty() {
+        warn!("no access rules are configured: every request will be denied");
+    }
+    let has_semantic = router.semantic_routes().next().is_some();
+    let semantic = has_semantic.then(|| Arc::new(SemanticRouter::default()));
+    Ok(Snapshot {
+        policy: Policy { router, access },
+        services,
+        semantic,
+    })
+}
+
+/// Replaces the policy of a running gateway. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Builds a snapshot from `config` and, if it is valid, swaps it in: new requests use
+    /// it at once, requests in flight finish under the old one, and no connection is
+    /// touched. On error the running snapshot stays.
+    pub fn reload(&self, config: PolicyConfig) -> Result<(), GatewayError> {
+        let (services, routes, rules) = (
+            config.services.len(),
+            config.routes.len(),
+            config.access.len(),
+        );
+        let snapshot = build(config)?;
+        self.shared.snapshot.store(Arc::new(snapshot));
+        info!(
+            services,
+            routes,
+            access_rules = rules,
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+}
