@@ -29,34 +29,69 @@ fn trust(mesh: &Mesh) -> anyhow::Result<MeshTrust> {
     Ok(trust)
 }
 
-/// The gateway's configuration. Built-in upstreams are started here, on `tasks`, and stop
-/// with `shutdown`.
-pub(crate) async fn gateway(
-    mesh: &Mesh,
-    shutdown: &CancellationToken,
-    tasks: &TaskTracker,
-) -> anyhow::Result<gw::GatewayConfig> {
+/// The built-in demo upstreams started so far, by kind: started on first use, kept across
+/// reloads (a reload that still names `builtin:echo` keeps the same server).
+#[derive(Debug)]
+pub(crate) struct Builtins {
+    running: tokio::sync::Mutex<HashMap<mesh::Builtin, std::net::SocketAddr>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Builtins {
+    /// Builtins that stop with `shutdown` and run on `tasks`.
+    pub(crate) fn new(shutdown: &CancellationToken, tasks: &TaskTracker) -> Self {
+        Self {
+            running: tokio::sync::Mutex::default(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        }
+    }
+
+    async fn addr(&self, builtin: mesh::Builtin) -> anyhow::Result<std::net::SocketAddr> {
+        let mut running = self.running.lock().await;
+        if let Some(addr) = running.get(&builtin) {
+            return Ok(*addr);
+        }
+        let started = demo::start(builtin, self.shutdown.clone(), &self.tasks).await?;
+        running.insert(builtin, started.addr);
+        Ok(started.addr)
+    }
+}
+
+/// The gateway's configuration. Built-in upstreams are started through `builtins`.
+pub(crate) async fn gateway(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<gw::GatewayConfig> {
     let g = &mesh.gateway;
     let identity = Identity::load(&g.cert, &g.key)
         .with_context(|| format!("loading the gateway certificate {}", g.cert.display()))?;
-    let mut builtins = HashMap::new();
+    let policy = policy(mesh, builtins).await?;
+    Ok(gw::GatewayConfig {
+        trust: trust(mesh)?,
+        tunnel: Some(gw::TunnelConfig {
+            identity,
+            crl_path: mesh.certs_dir.join("crl.pem"),
+            max_streams_per_connection: g.max_streams_per_connection,
+            quic: Some(g.quic),
+            h2: g.h2,
+        }),
+        dev_http: g.dev_http,
+        admin: g.admin,
+        services: policy.services,
+        routes: policy.routes,
+        access: policy.access,
+        timeouts: gw::Timeouts::default(),
+    })
+}
+
+/// The hot-reloadable part of the gateway's configuration: services, routes, access rules.
+pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<gw::PolicyConfig> {
     let mut services = Vec::new();
     for service in &mesh.services {
         let mut upstreams = Vec::new();
         for upstream in &service.upstreams {
             let url = match upstream {
                 Upstream::Url(url) => url.clone(),
-                Upstream::Builtin(b) => {
-                    let addr = match builtins.get(b) {
-                        Some(addr) => *addr,
-                        None => {
-                            let running = demo::start(*b, shutdown.clone(), tasks).await?;
-                            builtins.insert(*b, running.addr);
-                            running.addr
-                        }
-                    };
-                    format!("http://{addr}")
-                }
+                Upstream::Builtin(b) => format!("http://{}", builtins.addr(*b).await?),
             };
             upstreams.push(
                 url.parse::<http::Uri>()
@@ -73,44 +108,28 @@ pub(crate) async fn gateway(
             },
         });
     }
-    Ok(gw::GatewayConfig {
-        trust: trust(mesh)?,
-        tunnel: Some(gw::TunnelConfig {
-            identity,
-            crl_path: mesh.certs_dir.join("crl.pem"),
-            max_streams_per_connection: g.max_streams_per_connection,
-            quic: Some(g.quic),
-            h2: g.h2,
-        }),
-        dev_http: g.dev_http,
-        admin: g.admin,
+    Ok(gw::PolicyConfig {
         services,
-        routes: mesh
-            .routes
-            .iter()
-            .map(|r| gw::RouteConfig {
-                name: r.name.clone(),
-                service: r.service.clone(),
-                intent: r.intent.clone(),
-                path: r.path.clone(),
-                to: r.to.clone(),
-            })
-            .collect(),
-        access: mesh
-            .access
-            .iter()
-            .map(|a| gw::AccessRuleConfig {
-                from: a.from.clone(),
-                to: a.to.clone(),
-                intents: a.intents.clone(),
-                action: match a.action {
-                    mesh::Action::Allow => gw::Action::Allow,
-                    mesh::Action::Deny => gw::Action::Deny,
-                },
-            })
-            .collect(),
-        timeouts: gw::Timeouts::default(),
+        routes: mesh.routes.iter().map(mesh::Route::to_gateway).collect(),
+        access: access_rules(mesh),
     })
+}
+
+/// The gateway's access rules.
+pub(crate) fn access_rules(mesh: &Mesh) -> Vec<gw::AccessRuleConfig> {
+    mesh.access
+        .iter()
+        .map(|a| gw::AccessRuleConfig {
+            name: a.name.clone(),
+            from: a.from.clone(),
+            to: a.to.clone(),
+            intents: a.intents.clone(),
+            action: match a.action {
+                mesh::Action::Allow => gw::Action::Allow,
+                mesh::Action::Deny => gw::Action::Deny,
+            },
+        })
+        .collect()
 }
 
 /// The sidecar configuration of agent `name`.

@@ -1,5 +1,5 @@
 //! `aimux`: the one binary of the mesh. Subcommands bootstrap certificates, validate mesh
-//! files and (in later milestones) run the gateway and sidecars.
+//! files, and run the gateway and sidecars (reloading the mesh file on edits).
 #![forbid(unsafe_code)]
 
 mod assemble;
@@ -9,6 +9,7 @@ mod demo;
 mod mesh;
 mod output;
 mod process;
+mod reload;
 
 use std::process::ExitCode;
 

@@ -2,13 +2,14 @@
 
 use crate::output::outln;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::mesh::{self, Mesh};
-use crate::{assemble, bootstrap, process};
+use crate::mesh::{self, Mesh, Origin};
+use crate::{assemble, bootstrap, process, reload};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct UpArgs {
@@ -35,7 +36,7 @@ pub(crate) struct SidecarArgs {
 }
 
 /// Reads and validates the mesh file, and creates development certificates if it asks.
-fn load(config: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
+fn load(config: Option<&std::path::Path>) -> anyhow::Result<(Origin, Mesh)> {
     let (origin, source) = mesh::locate(config)?;
     let mesh =
         mesh::parse(origin.clone(), source).map_err(|invalid| anyhow::anyhow!("{invalid}"))?;
@@ -43,13 +44,13 @@ fn load(config: Option<&std::path::Path>) -> anyhow::Result<Mesh> {
         outln!("created {line}");
     }
     tracing::info!(%origin, "mesh loaded");
-    Ok(mesh)
+    Ok((origin, mesh))
 }
 
 pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mesh = load(args.config.as_deref())?;
+    let (origin, mesh) = load(args.config.as_deref())?;
     process::run(|shutdown, tasks| async move {
-        let gateway = start_gateway(&mesh, &shutdown, &tasks).await?;
+        let gateway = start_gateway(&origin, &mesh, &shutdown, &tasks).await?;
         for agent in &mesh.agents {
             start_sidecar(&mesh, &agent.name, &shutdown, &tasks).await?;
         }
@@ -63,15 +64,15 @@ pub(crate) fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let mesh = load(args.config.as_deref())?;
+    let (origin, mesh) = load(args.config.as_deref())?;
     process::run(|shutdown, tasks| async move {
-        let gateway = start_gateway(&mesh, &shutdown, &tasks).await?;
+        let gateway = start_gateway(&origin, &mesh, &shutdown, &tasks).await?;
         wait(gateway, &shutdown).await
     })
 }
 
 pub(crate) fn sidecar(args: SidecarArgs) -> anyhow::Result<()> {
-    let mesh = load(args.config.as_deref())?;
+    let (_, mesh) = load(args.config.as_deref())?;
     process::run(|shutdown, tasks| async move {
         let sidecar = start_sidecar(&mesh, &args.agent, &shutdown, &tasks).await?;
         wait(sidecar, &shutdown).await
@@ -81,14 +82,26 @@ pub(crate) fn sidecar(args: SidecarArgs) -> anyhow::Result<()> {
 type Component = tokio::task::JoinHandle<anyhow::Result<()>>;
 
 async fn start_gateway(
+    origin: &Origin,
     mesh: &Mesh,
     shutdown: &CancellationToken,
     tasks: &TaskTracker,
 ) -> anyhow::Result<Component> {
-    let config = assemble::gateway(mesh, shutdown, tasks).await?;
+    let builtins = Arc::new(assemble::Builtins::new(shutdown, tasks));
+    let config = assemble::gateway(mesh, &builtins).await?;
     let gateway = aimux_gateway::Gateway::bind(config)
         .await
         .context("starting the gateway")?;
+    // The embedded default is not a file anyone can edit; a real file is watched.
+    if let Origin::File(path) = origin {
+        tasks.spawn(reload::watch(
+            path.clone(),
+            mesh.clone(),
+            gateway.reloader(),
+            builtins,
+            shutdown.clone(),
+        ));
+    }
     if let Some(addr) = gateway.quic_addr() {
         outln!("gateway `{}`: QUIC on {addr}", mesh.gateway.name);
     }

@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use aimux_gateway::IntentPattern;
+use std::time::Duration;
+
+use aimux_gateway::{Glob, IntentPattern};
 
 /// A whole mesh file, validated.
 #[derive(Debug, Clone)]
@@ -20,9 +22,19 @@ pub(crate) struct Mesh {
     pub(crate) services: Vec<Service>,
     pub(crate) routes: Vec<Route>,
     pub(crate) access: Vec<AccessRule>,
+    pub(crate) semantic: Semantic,
 }
 
-#[derive(Debug, Clone)]
+/// `[semantic]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Semantic {
+    pub(crate) model: Option<PathBuf>,
+    pub(crate) min_score: Option<f32>,
+    pub(crate) margin: Option<f32>,
+    pub(crate) cache: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Gateway {
     pub(crate) name: String,
     /// UDP address the QUIC listener binds.
@@ -42,7 +54,7 @@ pub(crate) struct Gateway {
     pub(crate) max_streams_per_connection: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Agent {
     pub(crate) name: String,
     pub(crate) listeners: Vec<Listener>,
@@ -83,7 +95,7 @@ impl Gateway {
 }
 
 /// A loopback listener of a sidecar that stands in for one service.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Listener {
     pub(crate) listen: SocketAddr,
     pub(crate) service: String,
@@ -136,18 +148,22 @@ impl UpstreamProtocol {
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
     pub(crate) name: Option<String>,
-    pub(crate) service: Option<String>,
+    pub(crate) service: Option<Glob>,
     pub(crate) intent: Option<IntentPattern>,
-    pub(crate) path: Option<aimux_gateway::Glob>,
+    pub(crate) method: Option<Glob>,
+    pub(crate) path: Option<Glob>,
+    pub(crate) examples: Vec<String>,
     pub(crate) to: String,
+    pub(crate) timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct AccessRule {
-    /// Agent names; `None` means every agent (`"*"`).
-    pub(crate) from: Option<Vec<String>>,
-    /// Service names; `None` means every service (`"*"`).
-    pub(crate) to: Option<Vec<String>>,
+    pub(crate) name: Option<String>,
+    /// Agent-name or SPIFFE-ID globs; `None` means every caller (`"*"`).
+    pub(crate) from: Option<Vec<Glob>>,
+    /// Service globs; `None` means every service (`"*"`).
+    pub(crate) to: Option<Vec<Glob>>,
     /// Empty means every intent.
     pub(crate) intents: Vec<IntentPattern>,
     pub(crate) action: Action,

@@ -66,8 +66,11 @@ pub(crate) struct RawService {
 pub(crate) struct RawRoute {
     pub(crate) name: Option<Spanned<String>>,
     #[serde(rename = "match")]
-    pub(crate) matches: Spanned<RawRouteMatch>,
+    pub(crate) matches: Option<Spanned<RawRouteMatch>>,
+    /// Example intents in plain language: a semantic route.
+    pub(crate) examples: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) to: Spanned<String>,
+    pub(crate) timeout: Option<Spanned<String>>,
 }
 
 /// The `match = { ... }` of a route; every key present must match.
@@ -76,6 +79,10 @@ pub(crate) struct RawRoute {
 pub(crate) struct RawRouteMatch {
     pub(crate) service: Option<Spanned<String>>,
     pub(crate) intent: Option<Spanned<String>>,
+    pub(crate) protocol: Option<Spanned<String>>,
+    pub(crate) operation: Option<Spanned<String>>,
+    pub(crate) target: Option<Spanned<String>>,
+    pub(crate) method: Option<Spanned<String>>,
     pub(crate) path: Option<Spanned<String>>,
 }
 
@@ -83,9 +90,21 @@ pub(crate) struct RawRouteMatch {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAccess {
+    pub(crate) name: Option<Spanned<String>>,
     pub(crate) from: Spanned<Vec<Spanned<String>>>,
     pub(crate) to: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(crate) intents: Vec<Spanned<String>>,
     pub(crate) action: Option<Spanned<String>>,
+}
+
+/// `[semantic]`: how semantic routes compare intents with their examples.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSemantic {
+    /// The all-MiniLM-L6-v2 model folder; without it, the lexical matcher.
+    pub(crate) model: Option<Spanned<String>>,
+    pub(crate) min_score: Option<Spanned<f64>>,
+    pub(crate) margin: Option<Spanned<f64>>,
+    pub(crate) cache: Option<Spanned<i64>>,
 }

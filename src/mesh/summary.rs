@@ -78,8 +78,18 @@ impl fmt::Display for Mesh {
             if let Some(i) = &r.intent {
                 conditions.push(format!("intent \"{i}\""));
             }
+            if let Some(m) = &r.method {
+                conditions.push(format!("method {m}"));
+            }
             if let Some(p) = &r.path {
                 conditions.push(format!("path {p}"));
+            }
+            if !r.examples.is_empty() {
+                let e: Vec<String> = r.examples.iter().map(|e| format!("\"{e}\"")).collect();
+                conditions.push(format!("nearest to {}", e.join(" / ")));
+            }
+            if let Some(t) = r.timeout {
+                conditions.push(format!("(timeout {}s)", t.as_secs_f64()));
             }
             let name = r
                 .name
@@ -94,9 +104,9 @@ impl fmt::Display for Mesh {
             )?;
         }
         for rule in &self.access {
-            let list = |names: &Option<Vec<String>>| match names {
+            let list = |globs: &Option<Vec<aimux_gateway::Glob>>| match globs {
                 None => "*".to_owned(),
-                Some(n) => n.join(", "),
+                Some(g) => g.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", "),
             };
             let intents = if rule.intents.is_empty() {
                 String::new()

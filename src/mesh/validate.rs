@@ -15,7 +15,13 @@ use super::diagnostic::{Diagnostic, did_you_mean, line_col};
 use super::model::*;
 use super::raw::*;
 
-const SECTIONS: [&str; 6] = ["mesh", "gateway", "agent", "service", "route", "access"];
+#[path = "validate_policy.rs"]
+mod policy;
+use policy::routed_names;
+
+const SECTIONS: [&str; 7] = [
+    "mesh", "gateway", "agent", "service", "route", "access", "semantic",
+];
 const DEFAULT_CERTS_DIR: &str = ".aimux/certs";
 const DEFAULT_MAX_STREAMS: u32 = 1024;
 /// Ceiling for `max_streams_per_connection`: each open stream holds buffers in the gateway.
@@ -80,16 +86,21 @@ impl Checker {
         let raw_services: Vec<RawService> = self.table_array(&root, "service");
         let raw_routes: Vec<RawRoute> = self.table_array(&root, "route");
         let raw_access: Vec<RawAccess> = self.table_array(&root, "access");
+        let raw_semantic: Option<RawSemantic> = self.optional_table(&root, "semantic", source);
 
         let (trust_domain, certs_dir, bootstrap_certs) = self.mesh_section(raw_mesh?)?;
         let services = self.services(raw_services);
         let service_names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        // Listeners may address a service, or a name only routes know (`match.service`),
+        // such as a virtual `assistant` that semantic routes dispatch.
+        let mut addressable = service_names.clone();
+        addressable.extend(routed_names(&raw_routes));
         let mut listens = HashMap::new();
         let gateway = self.gateway(raw_gateway?, &certs_dir, bootstrap_certs, &mut listens);
         let gateway_has_h2 = gateway.as_ref().is_some_and(|g| g.h2.is_some());
         let agents = self.agents(
             raw_agents,
-            &service_names,
+            &addressable,
             &certs_dir,
             bootstrap_certs,
             gateway_has_h2,
@@ -98,6 +109,7 @@ impl Checker {
         let agent_names: HashSet<&str> = agents.iter().map(|a| a.name.as_str()).collect();
         let routes = self.routes(raw_routes, &service_names);
         let access = self.access(raw_access, &agent_names, &service_names);
+        let semantic = raw_semantic.map(|r| self.semantic(r)).unwrap_or_default();
         if agents.is_empty() && !self.diags.iter().any(|d| d.message.contains("[[agent]]")) {
             self.diags.push(
                 Diagnostic::new(None, "the mesh has no [[agent]]")
@@ -113,6 +125,7 @@ impl Checker {
             services,
             routes,
             access,
+            semantic,
         })
     }
 
@@ -137,6 +150,16 @@ impl Checker {
                 None
             }
         }
+    }
+
+    fn optional_table<T: DeserializeOwned>(
+        &mut self,
+        root: &DeTable<'_>,
+        key: &str,
+        _source: &str,
+    ) -> Option<T> {
+        let value = root.get(key)?;
+        self.read(value.clone(), &format!("[{key}]"))
     }
 
     fn table_array<T: DeserializeOwned>(&mut self, root: &DeTable<'_>, key: &str) -> Vec<T> {
@@ -424,85 +447,6 @@ impl Checker {
         services
     }
 
-    fn routes(&mut self, raws: Vec<RawRoute>, services: &HashSet<&str>) -> Vec<Route> {
-        let mut seen = HashMap::new();
-        let mut routes = Vec::new();
-        for raw in raws {
-            let name = raw.name.as_ref().and_then(|n| {
-                let name = self.name(n, "route")?;
-                self.unique(&mut seen, n, "route").then_some(name)
-            });
-            let m = raw.matches.get_ref();
-            if m.service.is_none() && m.intent.is_none() && m.path.is_none() {
-                self.error_hint(
-                    raw.matches.span(),
-                    "route `match` is empty, so it would catch every request",
-                    "match on `service`, `intent` or `path`; use `intent = \"*\"` to catch everything on purpose",
-                );
-            }
-            let service = m
-                .service
-                .as_ref()
-                .and_then(|s| self.service_ref(s, services));
-            let intent = m.intent.as_ref().and_then(|i| self.intent(i));
-            let path = m.path.as_ref().and_then(|p| {
-                let ok = p.get_ref().starts_with('/') || p.get_ref().starts_with('*');
-                if !ok {
-                    self.error_hint(
-                        p.span(),
-                        format!("path pattern `{}` must start with `/`", p.get_ref()),
-                        "e.g. \"/v1/*\"",
-                    );
-                }
-                ok.then(|| aimux_gateway::Glob::new(p.get_ref()))
-            });
-            let Some(to) = self.service_ref(&raw.to, services) else {
-                continue;
-            };
-            routes.push(Route {
-                name,
-                service,
-                intent,
-                path,
-                to,
-            });
-        }
-        routes
-    }
-
-    fn access(
-        &mut self,
-        raws: Vec<RawAccess>,
-        agents: &HashSet<&str>,
-        services: &HashSet<&str>,
-    ) -> Vec<AccessRule> {
-        let mut rules = Vec::new();
-        for raw in raws {
-            let from = self.name_list(&raw.from, "from", "agent", agents);
-            let to = self.name_list(&raw.to, "to", "service", services);
-            let intents = raw.intents.iter().filter_map(|i| self.intent(i)).collect();
-            let action = match &raw.action {
-                None => Action::Allow,
-                Some(a) => self
-                    .one_of(
-                        a,
-                        "action",
-                        &[("allow", Action::Allow), ("deny", Action::Deny)],
-                    )
-                    .unwrap_or(Action::Allow),
-            };
-            if let (Some(from), Some(to)) = (from, to) {
-                rules.push(AccessRule {
-                    from,
-                    to,
-                    intents,
-                    action,
-                });
-            }
-        }
-        rules
-    }
-
     // ----- values -----
 
     fn name(&mut self, name: &Spanned<String>, what: &str) -> Option<String> {
@@ -602,46 +546,6 @@ impl Checker {
         };
         self.diags.push(d);
         None
-    }
-
-    fn name_list(
-        &mut self,
-        list: &Spanned<Vec<Spanned<String>>>,
-        key: &str,
-        what: &str,
-        defined: &HashSet<&str>,
-    ) -> Option<Option<Vec<String>>> {
-        if list.get_ref().is_empty() {
-            self.error_hint(
-                list.span(),
-                format!("access `{key}` is empty, so the rule can never apply"),
-                format!("list {what} names, or \"*\" for all"),
-            );
-            return None;
-        }
-        if list.get_ref().iter().any(|n| n.get_ref() == "*") {
-            return Some(None);
-        }
-        let mut names = Vec::new();
-        for n in list.get_ref() {
-            if defined.contains(n.get_ref().as_str()) {
-                names.push(n.get_ref().clone());
-            } else {
-                let d = Diagnostic::new(
-                    n.span(),
-                    format!(
-                        "access `{key}` names `{}`, which is not a defined {what}",
-                        n.get_ref()
-                    ),
-                );
-                self.diags
-                    .push(match did_you_mean(n.get_ref(), defined.iter().copied()) {
-                        Some(close) => d.hint(format!("did you mean `{close}`?")),
-                        None => d.hint(format!("define the {what}, or use \"*\" for every {what}")),
-                    });
-            }
-        }
-        Some(Some(names))
     }
 
     fn intent(&mut self, pattern: &Spanned<String>) -> Option<aimux_gateway::IntentPattern> {
