@@ -368,3 +368,154 @@ fn h2_transport_needs_a_gateway_h2_listener() {
         "`quic`, `h2`",
     );
 }
+
+#[test]
+fn ambiguous_routes_are_reported_at_the_later_one() {
+    let source = format!(
+        r#"{MINIMAL}
+[[route]]
+name = "by-protocol"
+match = {{ protocol = "mcp" }}
+to = "echo"
+
+[[route]]
+name = "by-service"
+match = {{ service = "echo" }}
+to = "echo"
+
+[[route]]
+name = "more-specific"
+match = {{ protocol = "mcp", operation = "tools/call" }}
+to = "echo"
+
+[[route]]
+name = "search"
+match = {{ intent = "mcp tools/call search_*", method = "POST" }}
+to = "echo"
+"#
+    );
+    let found = mistakes(&source);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let first = line_of(&source, "name = \"by-protocol\"");
+    assert_mistake(
+        &found,
+        line_of(&source, "match = { service = \"echo\" }") + 1,
+        &format!("routes `by-protocol` (line {}) and `by-service`", first + 2),
+        "make one more specific",
+    );
+}
+
+#[test]
+fn route_conditions_examples_and_timeouts_are_checked() {
+    let source = format!(
+        r#"{MINIMAL}
+[[route]]
+match = {{ intent = "mcp", protocol = "a2a" }}
+to = "echo"
+
+[[route]]
+match = {{ method = "post" }}
+to = "echo"
+
+[[route]]
+examples = []
+to = "echo"
+
+[[route]]
+to = "echo"
+
+[[route]]
+examples = ["forecast revenue"]
+to = "echo"
+timeout = "5 parsecs"
+
+[semantic]
+min_score = 1.5
+"#
+    );
+    let found = mistakes(&source);
+    assert_mistake(
+        &found,
+        line_of(&source, "protocol = \"a2a\""),
+        "say the same thing twice",
+        "",
+    );
+    assert_mistake(
+        &found,
+        line_of(&source, "method = \"post\""),
+        "not an upper-case HTTP method",
+        "POST",
+    );
+    assert_mistake(
+        &found,
+        line_of(&source, "examples = []"),
+        "non-empty sentences",
+        "",
+    );
+    assert_mistake(
+        &found,
+        line_of(&source, "timeout ="),
+        "is not a duration",
+        "30s",
+    );
+    assert_mistake(&found, line_of(&source, "min_score"), "between 0 and 1", "");
+    assert!(
+        found
+            .iter()
+            .any(|(_, m, _)| m.contains("neither `match` nor `examples`")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn access_rules_take_globs_and_names_and_routes_take_virtual_destinations() {
+    let source = r#"
+[mesh]
+trust_domain = "example.org"
+bootstrap_certs = true
+
+[gateway]
+quic = "127.0.0.1:4433"
+
+[[agent]]
+name = "research-1"
+listeners = [{ listen = "127.0.0.1:15001", service = "assistant" }]
+
+[[service]]
+name = "finance"
+upstreams = ["http://127.0.0.1:9000"]
+
+[[route]]
+name = "finance"
+match = { service = "assistant" }
+examples = ["analyze budget", "forecast revenue"]
+to = "finance"
+timeout = "30s"
+
+[[access]]
+name = "research"
+from = ["research-*", "spiffe://partner.org/*"]
+to = ["fin*"]
+
+[[access]]
+from = ["reserch-1"]
+to = ["finance"]
+"#;
+    let found = mistakes(source);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_mistake(
+        &found,
+        line_of(source, "reserch-1"),
+        "not a defined agent",
+        "did you mean `research-1`?",
+    );
+    let fixed = source.replace("reserch-1", "research-1");
+    let mesh = validate::parse(&fixed, Path::new("/nonexistent")).unwrap();
+    assert_eq!(mesh.routes[0].examples.len(), 2);
+    assert_eq!(
+        mesh.routes[0].timeout,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(mesh.access[0].name.as_deref(), Some("research"));
+    assert_eq!(mesh.access[0].from.as_ref().unwrap().len(), 2);
+}
