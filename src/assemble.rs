@@ -71,6 +71,8 @@ pub(crate) async fn gateway(
                 mesh::UpstreamProtocol::Http2 => gw::UpstreamProtocol::Http2,
                 mesh::UpstreamProtocol::Http3 => gw::UpstreamProtocol::Http3,
             },
+            balance: gw::Balance::default(),
+            breaker: gw::BreakerConfig::default(),
         });
     }
     Ok(gw::GatewayConfig {

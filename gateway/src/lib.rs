@@ -40,8 +40,8 @@ mod shared;
 mod tunnel;
 
 pub use config::{
-    AccessRuleConfig, Action, GatewayConfig, RouteConfig, ServiceConfig, Timeouts, TunnelConfig,
-    UpstreamProtocol,
+    AccessRuleConfig, Action, Balance, BreakerConfig, GatewayConfig, RouteConfig, ServiceConfig,
+    Timeouts, TunnelConfig, UpstreamProtocol,
 };
 pub use error::GatewayError;
 pub use gateway::Gateway;

@@ -109,6 +109,8 @@ async fn gateway(mesh: &Mesh, upstream: SocketAddr) -> (Gateway, CancellationTok
             name: "echo".into(),
             upstreams: vec![format!("http://{upstream}").parse().unwrap()],
             protocol: UpstreamProtocol::Http1,
+            balance: Default::default(),
+            breaker: Default::default(),
         }],
         routes: vec![],
         access: vec![AccessRuleConfig {
