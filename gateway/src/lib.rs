@@ -23,6 +23,9 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+// Not on the request path yet: the policy and hot-reload rework wires these in.
+#[cfg_attr(not(test), expect(dead_code, reason = "wired in by the policy rework"))]
+mod audit;
 mod config;
 mod dev_http;
 mod error;
@@ -31,7 +34,6 @@ mod gateway;
 mod h2;
 mod http_server;
 pub mod intent_pattern;
-// Not on the request path yet: the policy and hot-reload rework wires these in.
 #[cfg_attr(not(test), expect(dead_code, reason = "wired in by the policy rework"))]
 mod limits;
 mod metrics;
@@ -42,6 +44,7 @@ mod rt;
 mod shared;
 mod tunnel;
 
+pub use audit::{AuditConfig, AuditSink};
 pub use config::{
     AccessRuleConfig, Action, Balance, BreakerConfig, GatewayConfig, RouteConfig, ServiceConfig,
     Timeouts, TunnelConfig, UpstreamProtocol,
