@@ -106,6 +106,8 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
                 mesh::UpstreamProtocol::Http2 => gw::UpstreamProtocol::Http2,
                 mesh::UpstreamProtocol::Http3 => gw::UpstreamProtocol::Http3,
             },
+            balance: gw::Balance::default(),
+            breaker: gw::BreakerConfig::default(),
         });
     }
     Ok(gw::PolicyConfig {

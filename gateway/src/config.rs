@@ -77,10 +77,58 @@ impl TunnelConfig {
 pub struct ServiceConfig {
     /// The name envelopes (and routes and access rules) use.
     pub name: String,
-    /// Base URLs `http://host:port[/base]`; requests are spread over them round-robin.
+    /// Base URLs `http://host:port[/base]`; requests are spread over them as `balance`
+    /// says.
     pub upstreams: Vec<http::Uri>,
     /// How the gateway speaks to the upstreams.
     pub protocol: UpstreamProtocol,
+    /// How requests are spread over the upstreams. Default round-robin.
+    pub balance: Balance,
+    /// When an upstream is taken out of rotation after failures, and for how long.
+    pub breaker: BreakerConfig,
+}
+
+/// How a service's requests are spread over its upstreams. Upstreams whose circuit breaker
+/// is open are skipped either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Balance {
+    /// Each upstream in turn.
+    #[default]
+    RoundRobin,
+    /// The upstream with the fewest requests in flight (power of two random choices when a
+    /// service has many upstreams): slow or stuck upstreams get less traffic.
+    LeastRequest,
+}
+
+impl Balance {
+    /// The name used in `mesh.toml`: `round_robin`, `least_request`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastRequest => "least_request",
+        }
+    }
+}
+
+/// The circuit breaker of each upstream. Connection failures, timeouts and a 502, 503 or
+/// 504 from the upstream are failures; any other answer is a success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker (no request goes to the upstream).
+    /// Default 5; 0 disables the breaker.
+    pub consecutive_failures: u32,
+    /// How long an open breaker stays open before one trial request is let through (a
+    /// success closes it, a failure opens it again). Default 10 s.
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            cooldown: Duration::from_secs(10),
+        }
+    }
 }
 
 /// How the gateway speaks to a service's upstreams.
@@ -194,5 +242,10 @@ mod tests {
         assert_eq!(t.shutdown_grace, Duration::from_secs(5));
         assert_eq!(TunnelConfig::DEFAULT_MAX_STREAMS_PER_CONNECTION, 1024);
         assert_eq!(UpstreamProtocol::Http2.as_str(), "http2");
+        let b = BreakerConfig::default();
+        assert_eq!(b.consecutive_failures, 5);
+        assert_eq!(b.cooldown, Duration::from_secs(10));
+        assert_eq!(Balance::default(), Balance::RoundRobin);
+        assert_eq!(Balance::LeastRequest.as_str(), "least_request");
     }
 }

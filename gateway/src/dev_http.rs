@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::error::GatewayError;
-use crate::forward::body::{BoxError, RequestBody};
+use crate::forward::body::{BoxError, RequestBody, ResponseBody};
 use crate::forward::headers::{self, IDENTITY_HEADER};
 use crate::forward::{ForwardError, Outgoing};
 use crate::http_server::{self, ServerBody, ServerLimits};
@@ -226,7 +226,7 @@ fn text(status: StatusCode, outcome: Option<Outcome>, body: String) -> Response<
 
 /// A response body that keeps the request counted as in flight until it has been sent.
 struct Guarded {
-    inner: Incoming,
+    inner: ResponseBody,
     _open: GaugeGuard,
 }
 

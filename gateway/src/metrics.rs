@@ -4,7 +4,8 @@
 //! configured name or `unknown`, the status an HTTP status code or an outcome name. The
 //! identity label is the verified SPIFFE ID; because dev mode lets callers *claim* any
 //! identity, the number of distinct identity values is capped and the rest are counted as
-//! `other`, so no caller can grow the metric families without bound.
+//! `other`, so no caller can grow the metric families without bound. Upstream labels are
+//! configured service names and upstream URLs.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -18,6 +19,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::forward::UpstreamStatus;
+use crate::forward::balance::BreakerState;
 
 /// The label of requests whose destination is not a configured service.
 pub(crate) const UNKNOWN_SERVICE: &str = "unknown";
@@ -36,6 +40,17 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabels {
     service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IdentityLabels {
+    identity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    service: String,
+    upstream: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +118,15 @@ pub(crate) struct Metrics {
     connections_open: Family<TransportLabels, Gauge>,
     streams_open: Family<TransportLabels, Gauge>,
     revocations: Counter,
+    rate_limited: Family<IdentityLabels, Counter>,
+    isolations: Family<IdentityLabels, Counter>,
+    isolated_identities: Gauge,
+    audit_dropped: Counter,
+    breaker_open: Family<UpstreamLabels, Gauge>,
+    outstanding: Family<UpstreamLabels, Gauge>,
+    /// The upstream series set at the last [`Metrics::upstreams`], to remove those a reload
+    /// took away.
+    upstreams_seen: Mutex<HashSet<UpstreamLabels>>,
     identities: Mutex<HashSet<String>>,
 }
 
@@ -156,6 +180,45 @@ impl Metrics {
             "Live connections closed because their certificate was revoked",
             revocations.clone(),
         );
+        let rate_limited = Family::<IdentityLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused because the caller exceeded its rate limit, by caller identity",
+            rate_limited.clone(),
+        );
+        let isolations = Family::<IdentityLabels, Counter>::default();
+        registry.register(
+            "isolations",
+            "Times a caller was isolated because too many of its recent requests were denied or \
+             failed, by caller identity",
+            isolations.clone(),
+        );
+        let isolated_identities = Gauge::default();
+        registry.register(
+            "isolated_identities",
+            "Caller identities isolated now",
+            isolated_identities.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit log entries lost: the writer fell behind and the queue was full, or the \
+             write failed",
+            audit_dropped.clone(),
+        );
+        let breaker_open = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_breaker_open",
+            "1 while an upstream's circuit breaker is open or half-open (the upstream gets no \
+             requests, or one trial request), 0 while it is closed",
+            breaker_open.clone(),
+        );
+        let outstanding = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_outstanding",
+            "Requests in flight to an upstream now, streamed response bodies included",
+            outstanding.clone(),
+        );
         Self {
             registry,
             requests,
@@ -163,6 +226,13 @@ impl Metrics {
             connections_open,
             streams_open,
             revocations,
+            rate_limited,
+            isolations,
+            isolated_identities,
+            audit_dropped,
+            breaker_open,
+            outstanding,
+            upstreams_seen: Mutex::new(HashSet::new()),
             identities: Mutex::new(HashSet::new()),
         }
     }
@@ -213,6 +283,9 @@ impl Metrics {
     }
 
     /// The metrics in the OpenMetrics text format.
+    ///
+    /// Gauges of state owned elsewhere (isolated identities, upstreams, the audit drop
+    /// count) are set by the caller just before, with the setters below.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail; an error would only come from a metric's own
@@ -221,6 +294,74 @@ impl Metrics {
             tracing::warn!(error = %e, "could not encode every metric");
         }
         out
+    }
+}
+
+/// Rate limiting, isolation, the audit log and upstream state.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "called once the policy rework wires the limits in"
+    )
+)]
+impl Metrics {
+    /// A request was refused by the rate limiter.
+    pub(crate) fn rate_limited(&self, identity: &str) {
+        let labels = IdentityLabels {
+            identity: self.identity_label(identity),
+        };
+        self.rate_limited.get_or_create(&labels).inc();
+    }
+
+    /// An identity was just isolated (an `IsolationEvent`).
+    pub(crate) fn isolated(&self, identity: &str) {
+        let labels = IdentityLabels {
+            identity: self.identity_label(identity),
+        };
+        self.isolations.get_or_create(&labels).inc();
+    }
+
+    /// How many identities are isolated now (`Isolation::isolated_count`).
+    pub(crate) fn set_isolated_identities(&self, count: usize) {
+        self.isolated_identities
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The audit log's drop count so far (`AuditLog::dropped`): the counter catches up with
+    /// it, so it never goes down even if the total is read out of order.
+    pub(crate) fn set_audit_dropped(&self, total: u64) {
+        let seen = self.audit_dropped.get();
+        if total > seen {
+            self.audit_dropped.inc_by(total - seen);
+        }
+    }
+
+    /// The state of every upstream now (`Services::upstream_status`). Series of upstreams
+    /// that are no longer configured (after a reload) are removed.
+    pub(crate) fn upstreams<'a>(&self, statuses: impl IntoIterator<Item = UpstreamStatus<'a>>) {
+        let mut current = HashSet::new();
+        for s in statuses {
+            let labels = UpstreamLabels {
+                service: s.service.to_owned(),
+                upstream: s.upstream.to_owned(),
+            };
+            let open = i64::from(s.breaker != BreakerState::Closed);
+            self.breaker_open.get_or_create(&labels).set(open);
+            self.outstanding
+                .get_or_create(&labels)
+                .set(i64::try_from(s.outstanding).unwrap_or(i64::MAX));
+            current.insert(labels);
+        }
+        let mut seen = self
+            .upstreams_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in seen.difference(&current) {
+            self.breaker_open.remove(gone);
+            self.outstanding.remove(gone);
+        }
+        *seen = current;
     }
 }
 
@@ -281,6 +422,48 @@ mod tests {
             m.encode()
                 .contains(r#"aimux_gateway_connections_open{transport="quic"} 0"#)
         );
+    }
+
+    #[test]
+    fn limits_audit_and_upstream_metrics() {
+        let m = Metrics::new();
+        let alice = "spiffe://example.org/agent/alice";
+        m.rate_limited(alice);
+        m.rate_limited(alice);
+        m.isolated(alice);
+        m.set_isolated_identities(3);
+        m.set_audit_dropped(5);
+        m.set_audit_dropped(4);
+        m.set_audit_dropped(7);
+        let status = |upstream, breaker, outstanding| UpstreamStatus {
+            service: "echo",
+            upstream,
+            breaker,
+            outstanding,
+        };
+        m.upstreams([
+            status("http://a:1", BreakerState::Closed, 2),
+            status("http://b:2", BreakerState::HalfOpen, 0),
+        ]);
+        let text = m.encode();
+        for needle in [
+            r#"aimux_gateway_rate_limited_total{identity="spiffe://example.org/agent/alice"} 2"#,
+            r#"aimux_gateway_isolations_total{identity="spiffe://example.org/agent/alice"} 1"#,
+            "aimux_gateway_isolated_identities 3",
+            "aimux_gateway_audit_dropped_total 7",
+            r#"aimux_gateway_upstream_breaker_open{service="echo",upstream="http://a:1"} 0"#,
+            r#"aimux_gateway_upstream_breaker_open{service="echo",upstream="http://b:2"} 1"#,
+            r#"aimux_gateway_upstream_outstanding{service="echo",upstream="http://a:1"} 2"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        // A reload removed upstream b: its series go.
+        m.upstreams([status("http://a:1", BreakerState::Open, 0)]);
+        let text = m.encode();
+        assert!(!text.contains("http://b:2"), "{text}");
+        assert!(text.contains(
+            r#"aimux_gateway_upstream_breaker_open{service="echo",upstream="http://a:1"} 1"#
+        ));
     }
 
     #[test]

@@ -129,6 +129,8 @@ mod tests {
             (Outcome::UpstreamTimeout, 504),
             (Outcome::Overloaded, 503),
             (Outcome::MalformedRequest, 400),
+            (Outcome::RateLimited, 429),
+            (Outcome::Isolated, 403),
             (Outcome::Unknown(42), 502),
         ];
         for (outcome, status) in cases {
@@ -158,6 +160,24 @@ mod tests {
         assert!(response.headers().get("connection").is_none());
         assert!(response.headers().get("content-length").is_none());
         assert_eq!(body_text(response).await, "aimux gateway: overloaded\n");
+    }
+
+    #[tokio::test]
+    async fn rate_limits_and_isolation_pass_retry_after_on() {
+        for (outcome, status) in [
+            (Outcome::RateLimited, StatusCode::TOO_MANY_REQUESTS),
+            (Outcome::Isolated, StatusCode::FORBIDDEN),
+        ] {
+            let env = ResponseEnvelope {
+                outcome,
+                reason: "slow down".into(),
+                http: Some(HttpResponseHead::new(status.as_u16()).with_header("retry-after", "7")),
+            };
+            let response = refusal(&env);
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()["retry-after"], "7");
+            assert_eq!(response.headers()[OUTCOME_HEADER], outcome.as_str());
+        }
     }
 
     #[test]

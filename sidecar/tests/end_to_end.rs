@@ -109,9 +109,12 @@ async fn gateway(mesh: &Mesh, upstream: SocketAddr) -> (Gateway, CancellationTok
             name: "echo".into(),
             upstreams: vec![format!("http://{upstream}").parse().unwrap()],
             protocol: UpstreamProtocol::Http1,
+            balance: Default::default(),
+            breaker: Default::default(),
         }],
         routes: vec![],
         access: vec![AccessRuleConfig {
+            name: None,
             from: None,
             to: None,
             intents: vec![],

@@ -355,6 +355,8 @@ async fn outcomes_other_than_forwarded_become_status_and_outcome_header(t: Trans
         (7, 503, "overloaded"),
         (8, 403, "identity_mismatch"),
         (9, 500, "internal_error"),
+        (10, 429, "rate_limited"),
+        (11, 403, "isolated"),
         (77, 502, "unknown"),
     ] {
         let (parts, body) = fetch(addr, get("tools", &format!("/outcome/{code}"))).await;
@@ -364,7 +366,7 @@ async fn outcomes_other_than_forwarded_become_status_and_outcome_header(t: Trans
         assert!(text.contains(&format!("reason {code}")), "{text}");
     }
     let stats = h.stats.snapshot();
-    assert_eq!(stats.refused, 10);
+    assert_eq!(stats.refused, 12);
     assert_eq!(stats.failures, 0);
     h.stop().await;
 }

@@ -41,13 +41,18 @@ pub enum Outcome {
     IdentityMismatch,
     /// 9: the receiver failed.
     InternalError,
+    /// 10: the caller sent more requests than its rate limit allows; retry later.
+    RateLimited,
+    /// 11: the caller is cut off for a while because too many of its recent requests were
+    /// denied or failed.
+    Isolated,
     /// A code this version does not define (never one of the codes above).
     Unknown(u64),
 }
 
 impl Outcome {
     /// Every outcome this version names, in code order.
-    pub const KNOWN: [Outcome; 10] = [
+    pub const KNOWN: [Outcome; 12] = [
         Outcome::Forwarded,
         Outcome::DeniedByPolicy,
         Outcome::NoRoute,
@@ -58,6 +63,8 @@ impl Outcome {
         Outcome::Overloaded,
         Outcome::IdentityMismatch,
         Outcome::InternalError,
+        Outcome::RateLimited,
+        Outcome::Isolated,
     ];
 
     /// The outcome's code on the wire.
@@ -74,6 +81,8 @@ impl Outcome {
             Outcome::Overloaded => 7,
             Outcome::IdentityMismatch => 8,
             Outcome::InternalError => 9,
+            Outcome::RateLimited => 10,
+            Outcome::Isolated => 11,
             Outcome::Unknown(code) => code,
         }
     }
@@ -92,6 +101,8 @@ impl Outcome {
             7 => Outcome::Overloaded,
             8 => Outcome::IdentityMismatch,
             9 => Outcome::InternalError,
+            10 => Outcome::RateLimited,
+            11 => Outcome::Isolated,
             other => Outcome::Unknown(other),
         }
     }
@@ -110,6 +121,8 @@ impl Outcome {
             Outcome::Overloaded => "overloaded",
             Outcome::IdentityMismatch => "identity_mismatch",
             Outcome::InternalError => "internal_error",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Isolated => "isolated",
             Outcome::Unknown(_) => "unknown",
         }
     }
@@ -121,7 +134,11 @@ impl Outcome {
         match self {
             Outcome::Forwarded => 200,
             Outcome::MalformedRequest => 400,
-            Outcome::DeniedByPolicy | Outcome::Revoked | Outcome::IdentityMismatch => 403,
+            Outcome::DeniedByPolicy
+            | Outcome::Revoked
+            | Outcome::IdentityMismatch
+            | Outcome::Isolated => 403,
+            Outcome::RateLimited => 429,
             Outcome::InternalError => 500,
             Outcome::NoRoute | Outcome::UpstreamUnreachable | Outcome::Unknown(_) => 502,
             Outcome::Overloaded => 503,
@@ -384,7 +401,10 @@ mod tests {
             assert_eq!(o.code(), i as u64);
             assert_eq!(Outcome::from_code(i as u64), o);
         }
-        assert_eq!(Outcome::from_code(10), Outcome::Unknown(10));
+        assert_eq!(Outcome::from_code(12), Outcome::Unknown(12));
+        assert_eq!(Outcome::RateLimited.suggested_http_status(), 429);
+        assert_eq!(Outcome::Isolated.suggested_http_status(), 403);
+        assert_eq!(Outcome::Isolated.as_str(), "isolated");
         assert_eq!(Outcome::Revoked.suggested_http_status(), 403);
         assert_eq!(Outcome::UpstreamTimeout.suggested_http_status(), 504);
         assert_eq!(Outcome::DeniedByPolicy.to_string(), "denied_by_policy");

@@ -1,6 +1,7 @@
 //! Request bodies handed to the upstream client: the payload of a tunnel stream (QUIC or
 //! HTTP/2), read chunk by chunk as it arrives (never buffered whole), or a dev-mode hyper
-//! body.
+//! body. And the upstream's response body, which holds the upstream's balancer lease until
+//! it ends.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,6 +13,7 @@ use futures_util::{FutureExt, Stream};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
+use super::balance::Lease;
 use crate::tunnel::transport::{RecvError, StreamRecv};
 
 /// Errors a request body can fail with.
@@ -272,6 +274,53 @@ where
     }
 }
 
+/// The body of an upstream's response.
+pub(crate) type ResponseBody = Leased<hyper::body::Incoming>;
+
+/// A response body that holds its upstream's [`Lease`] until the body ends, fails or is
+/// dropped: a streamed response (SSE, a long download) keeps counting as a request in flight
+/// on that upstream, which is what least-request balancing needs to see.
+#[derive(Debug)]
+pub(crate) struct Leased<B> {
+    inner: B,
+    lease: Option<Lease>,
+}
+
+impl<B: Body + Unpin> Leased<B> {
+    pub(crate) fn new(inner: B, lease: Lease) -> Self {
+        // A body already known to be empty may never be polled (HEAD, 204, 304).
+        let lease = (!inner.is_end_stream()).then_some(lease);
+        Self { inner, lease }
+    }
+}
+
+impl<B: Body + Unpin> Body for Leased<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.lease = None,
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.lease = None,
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::{BodyExt, Empty, Full, StreamBody};
@@ -298,6 +347,55 @@ mod tests {
         let mut ended = full.end_signal();
         assert!(full.frame().await.is_some());
         assert_eq!(ended.try_recv(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_leased_body_holds_its_upstream_until_it_ends() {
+        use std::time::Instant;
+
+        use crate::config::{Balance, BreakerConfig};
+        use crate::forward::balance::Balancer;
+
+        let balancer = Balancer::new(
+            "svc",
+            ["http://a:1"],
+            Balance::LeastRequest,
+            BreakerConfig::default(),
+        );
+        let now = Instant::now();
+        let outstanding = || balancer.status(now)[0].outstanding;
+        let frames = stream::iter([
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"a"))),
+            Ok(Frame::data(Bytes::from_static(b"b"))),
+        ]);
+        let mut body = Leased::new(StreamBody::new(frames), balancer.pick(now).unwrap());
+        assert!(body.frame().await.is_some());
+        assert_eq!(outstanding(), 1, "still streaming");
+        assert!(body.frame().await.is_some());
+        assert!(body.frame().await.is_none());
+        assert_eq!(
+            outstanding(),
+            0,
+            "released at the end, before the body is dropped"
+        );
+        drop(body);
+
+        let empty = Leased::new(Empty::<Bytes>::new(), balancer.pick(now).unwrap());
+        assert_eq!(outstanding(), 0, "an empty body is over at once");
+        drop(empty);
+
+        let frames = stream::iter([Err::<Frame<Bytes>, BoxError>("reset".into())]);
+        let mut failed = Leased::new(StreamBody::new(frames), balancer.pick(now).unwrap());
+        assert!(failed.frame().await.unwrap().is_err());
+        assert_eq!(outstanding(), 0);
+        let abandoned = Leased::new(
+            Full::new(Bytes::from_static(b"x")),
+            balancer.pick(now).unwrap(),
+        );
+        assert_eq!(outstanding(), 1);
+        drop(abandoned);
+        assert_eq!(outstanding(), 0);
+        drop(failed);
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
-//! Forwarding upstream: the services table (with round-robin over each service's upstream
-//! URLs) and the HTTP/1.1 client that sends a request and returns the response head as soon
-//! as it arrives, its body still streaming.
+//! Forwarding upstream: the services table (each service balancing over its upstream URLs,
+//! with a circuit breaker per upstream) and the HTTP/1.1 client that sends a request and
+//! returns the response head as soon as it arrives, its body still streaming.
 
+pub(crate) mod balance;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod headers;
@@ -9,16 +10,15 @@ pub(crate) mod headers;
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aimux_wire::{Outcome, TraceContext};
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri};
-use hyper::body::Incoming;
+use http::{Method, Request, Response, StatusCode, Uri};
 
-use self::body::RequestBody;
+use self::balance::{Balancer, BreakerState, Lease, Unavailable};
+use self::body::{Leased, RequestBody, ResponseBody};
 use self::client::UpstreamClient;
 use crate::config::{ServiceConfig, Timeouts, UpstreamProtocol};
 use crate::error::GatewayError;
@@ -106,12 +106,12 @@ impl Upstream {
     }
 }
 
-/// A service: its name and upstreams.
+/// A service: its name, upstreams and their balancer.
 #[derive(Debug)]
 pub(crate) struct Service {
     name: String,
     upstreams: Vec<Upstream>,
-    next: AtomicUsize,
+    balancer: Balancer,
 }
 
 impl Service {
@@ -127,15 +127,21 @@ impl Service {
                 service: cfg.name.clone(),
             });
         }
-        let upstreams = cfg
+        let upstreams: Vec<Upstream> = cfg
             .upstreams
             .iter()
             .map(|u| Upstream::parse(&cfg.name, u))
             .collect::<Result<_, _>>()?;
+        let balancer = Balancer::new(
+            &cfg.name,
+            upstreams.iter().map(|u| u.url.as_str()),
+            cfg.balance,
+            cfg.breaker,
+        );
         Ok(Self {
             name: cfg.name.clone(),
             upstreams,
-            next: AtomicUsize::new(0),
+            balancer,
         })
     }
 
@@ -143,11 +149,26 @@ impl Service {
         &self.name
     }
 
-    /// The next upstream, round-robin.
-    fn pick(&self) -> Option<&Upstream> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.upstreams.get(n % self.upstreams.len().max(1))
+    /// The upstream the balancer picks, with the lease that counts the request on it.
+    fn pick(&self, now: Instant) -> Result<(&Upstream, Lease), Unavailable> {
+        let lease = self.balancer.pick(now)?;
+        let upstream = self
+            .upstreams
+            .get(lease.index())
+            .ok_or(Unavailable::NoUpstreams)?;
+        Ok((upstream, lease))
     }
+}
+
+/// The state of one upstream, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UpstreamStatus<'a> {
+    pub(crate) service: &'a str,
+    /// The upstream's URL.
+    pub(crate) upstream: &'a str,
+    pub(crate) breaker: BreakerState,
+    /// Requests in flight, response bodies included.
+    pub(crate) outstanding: usize,
 }
 
 /// The configured services, by name.
@@ -175,6 +196,30 @@ impl Services {
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<Service>> {
         self.by_name.get(name)
+    }
+
+    /// The breaker state and requests in flight of every upstream of every service.
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "called by the metrics endpoint once it is wired in"
+        )
+    )]
+    pub(crate) fn upstream_status(&self, now: Instant) -> Vec<UpstreamStatus<'_>> {
+        let mut all = Vec::new();
+        for service in self.by_name.values() {
+            let states = service.balancer.status(now);
+            for (upstream, state) in service.upstreams.iter().zip(states) {
+                all.push(UpstreamStatus {
+                    service: &service.name,
+                    upstream: &upstream.url,
+                    breaker: state.breaker,
+                    outstanding: state.outstanding,
+                });
+            }
+        }
+        all
     }
 
     /// The metrics label for a destination: its name if it is a service, else `unknown`.
@@ -229,15 +274,23 @@ impl Forwarder {
     /// Sends `out` to one of `service`'s upstreams and returns as soon as the response
     /// head has arrived; the body streams as the caller polls it. Dropping the returned
     /// future or body cancels the upstream request (hyper closes that connection).
+    ///
+    /// The upstream's breaker hears how the exchange went once the head (or the failure) is
+    /// known; the body holds the upstream's lease, so the request counts as in flight there
+    /// until the body ends.
     pub(crate) async fn send(
         &self,
         service: &Service,
         out: Outgoing<'_>,
-    ) -> Result<Response<Incoming>, ForwardError> {
-        let upstream = service.pick().ok_or_else(|| {
+    ) -> Result<Response<ResponseBody>, ForwardError> {
+        let (upstream, mut lease) = service.pick(Instant::now()).map_err(|e| {
+            let outcome = match e {
+                Unavailable::NoUpstreams => Outcome::NoRoute,
+                Unavailable::AllOpen { .. } => Outcome::UpstreamUnreachable,
+            };
             ForwardError::Refused(Refusal::new(
-                Outcome::NoRoute,
-                format!("service `{}` has no upstream", service.name),
+                outcome,
+                format!("service `{}`: {e}", service.name),
             ))
         })?;
         let uri = upstream
@@ -272,47 +325,82 @@ impl Forwarder {
             Some(r) => Ok(r),
             None => tokio::time::timeout(head_timeout, response).await,
         };
+        // A request that fails because its own body did is no verdict on the upstream: the
+        // lease is dropped unsettled.
         match result {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                if is_upstream_failure(response.status()) {
+                    lease.failed(Instant::now());
+                } else {
+                    lease.succeeded();
+                }
+                Ok(response.map(|body| Leased::new(body, lease)))
+            }
             Ok(Err(e)) if client::is_request_body_error(&e) => {
                 Err(ForwardError::Cancelled(client::error_chain(&e)))
             }
-            Ok(Err(e)) => Err(ForwardError::Refused(client::refusal(
-                &e,
-                &upstream.url,
-                &service.name,
-                self.connect_timeout,
-            ))),
-            Err(_) => Err(ForwardError::Refused(Refusal::new(
-                Outcome::UpstreamTimeout,
-                format!(
-                    "upstream {} of service `{}` sent no response head within {}s of \
+            Ok(Err(e)) => {
+                lease.failed(Instant::now());
+                Err(ForwardError::Refused(client::refusal(
+                    &e,
+                    &upstream.url,
+                    &service.name,
+                    self.connect_timeout,
+                )))
+            }
+            Err(_) => {
+                lease.failed(Instant::now());
+                Err(ForwardError::Refused(Refusal::new(
+                    Outcome::UpstreamTimeout,
+                    format!(
+                        "upstream {} of service `{}` sent no response head within {}s of \
                      receiving the whole request",
-                    upstream.url,
-                    service.name,
-                    head_timeout.as_secs_f64()
-                ),
-            ))),
+                        upstream.url,
+                        service.name,
+                        head_timeout.as_secs_f64()
+                    ),
+                )))
+            }
         }
     }
+}
+
+/// The statuses of an upstream that is down, overloaded or restarting (often sent by a
+/// proxy in front of it) count against its breaker; every other status is the
+/// application's answer.
+fn is_upstream_failure(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn service(urls: &[&str]) -> Result<Service, GatewayError> {
-        Service::from_config(&ServiceConfig {
-            name: "echo".into(),
+    fn config(name: &str, urls: &[&str], protocol: UpstreamProtocol) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
             upstreams: urls.iter().map(|u| u.parse().unwrap()).collect(),
-            protocol: UpstreamProtocol::Http1,
-        })
+            protocol,
+            balance: Default::default(),
+            breaker: Default::default(),
+        }
+    }
+
+    fn service(urls: &[&str]) -> Result<Service, GatewayError> {
+        Service::from_config(&config("echo", urls, UpstreamProtocol::Http1))
+    }
+
+    fn pick(s: &Service) -> &Upstream {
+        s.pick(Instant::now()).unwrap().0
     }
 
     #[test]
     fn joins_the_target_onto_the_base_path() {
         let s = service(&["http://127.0.0.1:9000/api/"]).unwrap();
-        let up = s.pick().unwrap();
+        let up = pick(&s);
         assert_eq!(
             up.uri_for("/mcp?x=1").unwrap().to_string(),
             "http://127.0.0.1:9000/api/mcp?x=1"
@@ -320,16 +408,16 @@ mod tests {
         assert_eq!(up.host, "127.0.0.1:9000");
         let plain = service(&["http://localhost:8080"]).unwrap();
         assert_eq!(
-            plain.pick().unwrap().uri_for("/").unwrap().to_string(),
+            pick(&plain).uri_for("/").unwrap().to_string(),
             "http://localhost:8080/"
         );
-        assert!(plain.pick().unwrap().uri_for("*").is_err());
+        assert!(pick(&plain).uri_for("*").is_err());
     }
 
     #[test]
     fn picks_upstreams_round_robin() {
         let s = service(&["http://a:1", "http://b:2", "http://c:3"]).unwrap();
-        let picked: Vec<_> = (0..6).map(|_| s.pick().unwrap().url.clone()).collect();
+        let picked: Vec<_> = (0..6).map(|_| pick(&s).url.clone()).collect();
         assert_eq!(
             picked,
             [
@@ -355,34 +443,63 @@ mod tests {
             service(&[]),
             Err(GatewayError::NoUpstreams { .. })
         ));
-        let h2 = Service::from_config(&ServiceConfig {
-            name: "x".into(),
-            upstreams: vec!["http://a:1".parse().unwrap()],
-            protocol: UpstreamProtocol::Http2,
-        })
-        .unwrap_err();
+        let h2 = Service::from_config(&config("x", &["http://a:1"], UpstreamProtocol::Http2))
+            .unwrap_err();
         assert_eq!(
             h2.to_string(),
             "service `x`: protocol http2 is not supported yet; use protocol = \"http1\""
         );
-        let dup = ServiceConfig {
-            name: "x".into(),
-            upstreams: vec!["http://a:1".parse().unwrap()],
-            protocol: UpstreamProtocol::Http1,
-        };
+        let dup = config("x", &["http://a:1"], UpstreamProtocol::Http1);
         let err = Services::from_config(&[dup.clone(), dup]).unwrap_err();
         assert!(matches!(err, GatewayError::DuplicateService { .. }));
     }
 
     #[test]
     fn unknown_destinations_get_a_fixed_label() {
-        let s = Services::from_config(&[ServiceConfig {
-            name: "echo".into(),
-            upstreams: vec!["http://a:1".parse().unwrap()],
-            protocol: UpstreamProtocol::Http1,
-        }])
-        .unwrap();
+        let s = Services::from_config(&[config("echo", &["http://a:1"], UpstreamProtocol::Http1)])
+            .unwrap();
         assert_eq!(s.label("echo"), "echo");
         assert_eq!(s.label("attacker-chosen"), UNKNOWN_SERVICE);
+    }
+
+    #[test]
+    fn upstream_status_lists_every_upstream_with_its_lease_count() {
+        let s = Services::from_config(&[config(
+            "echo",
+            &["http://a:1", "http://b:2/api"],
+            UpstreamProtocol::Http1,
+        )])
+        .unwrap();
+        let now = Instant::now();
+        let (_, lease) = s.get("echo").unwrap().pick(now).unwrap();
+        let status = s.upstream_status(now);
+        assert_eq!(
+            status,
+            [
+                UpstreamStatus {
+                    service: "echo",
+                    upstream: "http://a:1",
+                    breaker: BreakerState::Closed,
+                    outstanding: 1,
+                },
+                UpstreamStatus {
+                    service: "echo",
+                    upstream: "http://b:2/api",
+                    breaker: BreakerState::Closed,
+                    outstanding: 0,
+                },
+            ]
+        );
+        drop(lease);
+    }
+
+    #[test]
+    fn only_gateway_errors_and_unavailability_count_against_an_upstream() {
+        for code in [502, 503, 504] {
+            assert!(is_upstream_failure(StatusCode::from_u16(code).unwrap()));
+        }
+        for code in [200, 204, 400, 404, 429, 500, 501] {
+            assert!(!is_upstream_failure(StatusCode::from_u16(code).unwrap()));
+        }
     }
 }

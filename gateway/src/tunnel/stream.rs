@@ -15,12 +15,11 @@ use aimux_wire::{
 };
 use http::{Method, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tracing::{debug, warn};
 
 use super::envelope::{EnvelopeError, read_request};
 use super::transport::{Stopped, StreamRecv, StreamSend};
-use crate::forward::body::{RequestBody, TunnelBody};
+use crate::forward::body::{RequestBody, ResponseBody, TunnelBody};
 use crate::forward::{ForwardError, Outgoing, Service, client, headers};
 use crate::metrics::{GaugeGuard, Status, UNKNOWN_SERVICE};
 use crate::policy::{Caller, Refusal, RequestFacts};
@@ -331,7 +330,7 @@ impl<'a> Exchange<'a> {
     /// no coalescing, so every SSE event reaches the agent when the upstream wrote it.
     async fn stream_body(
         &mut self,
-        mut body: Incoming,
+        mut body: ResponseBody,
         mut stopped: std::pin::Pin<&mut impl Future<Output = Stopped>>,
         request_id: &str,
     ) {

@@ -119,6 +119,8 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
         name: name.into(),
         upstreams: vec![url.parse().unwrap()],
         protocol: UpstreamProtocol::Http1,
+        balance: Default::default(),
+        breaker: Default::default(),
     }
 }
 

@@ -1,0 +1,625 @@
+//! Spreading a service's requests over its upstreams (round-robin or least-request) and a
+//! circuit breaker per upstream that takes a failing upstream out of rotation for a while.
+//!
+//! The logic is pure: the time is passed in and nothing sleeps or needs a runtime.
+//!
+//! **Breaker.** Closed: requests flow; `consecutive_failures` failures in a row open it.
+//! Open: no request goes to the upstream for `cooldown`. Then half-open: exactly one trial
+//! request at a time is let through; its success closes the breaker, its failure opens it
+//! for another cooldown. What counts as a failure is the forwarder's call (see
+//! [`Lease::failed`]): a connection failure, a response-head timeout, or a 502/503/504 from
+//! the upstream, the answers of an upstream that is down, overloaded or restarting. Any other
+//! status is a success: a 500 or a 404 is the application speaking, not a dead upstream.
+//! A request that ends without a verdict (the caller gave up, its body failed) changes
+//! nothing, but gives a half-open trial slot back.
+//!
+//! **Outstanding requests.** Every pick returns a [`Lease`] that counts one request in flight
+//! on that upstream until it is dropped; the forwarder keeps it in the response body, so a
+//! streamed response counts until its last byte.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::config::{Balance, BreakerConfig};
+
+/// Least-request scans services with at most this many upstreams whole; above it, it
+/// compares two random ones (power of two choices), which is O(1) and, unlike "always the
+/// global minimum", does not send a burst of concurrent picks all to the same upstream.
+const FULL_SCAN_MAX: usize = 4;
+
+/// Far enough for any cooldown that would overflow `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The state of an upstream's circuit breaker, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BreakerState {
+    /// Requests flow.
+    Closed,
+    /// No requests until the cooldown ends.
+    Open,
+    /// The cooldown is over: one trial request at a time.
+    HalfOpen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaker {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { trial_out: bool },
+}
+
+/// A change of breaker state worth a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transition {
+    Opened,
+    Reopened,
+    Closed,
+}
+
+impl Breaker {
+    /// Lets a request through if the state allows it: `Some(true)` if it is the half-open
+    /// trial.
+    fn admit(&mut self, now: Instant) -> Option<bool> {
+        match *self {
+            Self::Closed { .. } => Some(false),
+            Self::Open { until } if now < until => None,
+            Self::Open { .. } | Self::HalfOpen { trial_out: false } => {
+                *self = Self::HalfOpen { trial_out: true };
+                Some(true)
+            }
+            Self::HalfOpen { trial_out: true } => None,
+        }
+    }
+
+    /// Whether [`Breaker::admit`] would let a request through, without changing anything.
+    fn available(&self, now: Instant) -> bool {
+        match *self {
+            Self::Closed { .. } => true,
+            Self::Open { until } => now >= until,
+            Self::HalfOpen { trial_out } => !trial_out,
+        }
+    }
+
+    fn state(&self, now: Instant) -> BreakerState {
+        match *self {
+            Self::Closed { .. } => BreakerState::Closed,
+            Self::Open { until } if now < until => BreakerState::Open,
+            Self::Open { .. } | Self::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    fn success(&mut self, trial: bool) -> Option<Transition> {
+        match self {
+            Self::Closed { failures } => {
+                *failures = 0;
+                None
+            }
+            Self::HalfOpen { .. } if trial => {
+                *self = Self::Closed { failures: 0 };
+                Some(Transition::Closed)
+            }
+            // Requests admitted before the breaker opened say nothing about now.
+            Self::HalfOpen { .. } | Self::Open { .. } => None,
+        }
+    }
+
+    fn failure(&mut self, trial: bool, now: Instant, config: &BreakerConfig) -> Option<Transition> {
+        let until = now
+            .checked_add(config.cooldown)
+            .or_else(|| now.checked_add(FAR_FUTURE))
+            .unwrap_or(now);
+        match self {
+            Self::Closed { failures } => {
+                *failures = failures.saturating_add(1);
+                (*failures >= config.consecutive_failures).then(|| {
+                    *self = Self::Open { until };
+                    Transition::Opened
+                })
+            }
+            Self::HalfOpen { .. } if trial => {
+                *self = Self::Open { until };
+                Some(Transition::Reopened)
+            }
+            Self::HalfOpen { .. } | Self::Open { .. } => None,
+        }
+    }
+
+    /// A trial that ended without a verdict frees the slot for the next request.
+    fn abandon(&mut self, trial: bool) {
+        if trial && matches!(self, Self::HalfOpen { .. }) {
+            *self = Self::HalfOpen { trial_out: false };
+        }
+    }
+}
+
+/// The shared state of one upstream.
+#[derive(Debug)]
+struct Endpoint {
+    outstanding: AtomicUsize,
+    breaker: Mutex<Breaker>,
+    config: BreakerConfig,
+    /// "upstream URL of service `NAME`", for logs.
+    label: String,
+}
+
+impl Endpoint {
+    fn enabled(&self) -> bool {
+        self.config.consecutive_failures > 0
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        // The breaker is a plain enum: a panic elsewhere cannot leave it half-written.
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn available(&self, now: Instant) -> bool {
+        !self.enabled() || self.breaker().available(now)
+    }
+
+    fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, transition: Transition) {
+        let cooldown = self.config.cooldown.as_secs_f64();
+        match transition {
+            Transition::Opened => tracing::warn!(
+                "{}: circuit breaker opened after {} consecutive failures; no requests for {cooldown} s",
+                self.label,
+                self.config.consecutive_failures
+            ),
+            Transition::Reopened => tracing::warn!(
+                "{}: the trial request failed; circuit breaker open for another {cooldown} s",
+                self.label
+            ),
+            Transition::Closed => {
+                tracing::info!(
+                    "{}: the trial request succeeded; circuit breaker closed",
+                    self.label
+                );
+            }
+        }
+    }
+}
+
+/// One request in flight on an upstream: counted as outstanding until dropped. Report how
+/// it went with [`Lease::succeeded`] or [`Lease::failed`] once the response head (or the
+/// failure) is known; the first report counts, later ones are ignored.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    endpoint: Arc<Endpoint>,
+    index: usize,
+    trial: bool,
+    settled: bool,
+}
+
+impl Lease {
+    /// The upstream's position in the service's list.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The upstream answered.
+    pub(crate) fn succeeded(&mut self) {
+        self.settle(|b, trial| b.success(trial));
+    }
+
+    /// The upstream failed: connection failure, timeout, or a 502/503/504.
+    pub(crate) fn failed(&mut self, now: Instant) {
+        let config = self.endpoint.config;
+        self.settle(|b, trial| b.failure(trial, now, &config));
+    }
+
+    fn settle(&mut self, report: impl FnOnce(&mut Breaker, bool) -> Option<Transition>) {
+        if std::mem::replace(&mut self.settled, true) || !self.endpoint.enabled() {
+            return;
+        }
+        let transition = report(&mut self.endpoint.breaker(), self.trial);
+        if let Some(t) = transition {
+            self.endpoint.log(t);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
+        if !self.settled && self.trial {
+            self.endpoint.breaker().abandon(true);
+        }
+    }
+}
+
+/// Why no upstream could be picked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Unavailable {
+    /// The service has no upstream at all (configuration refuses this).
+    #[error("it has no upstream")]
+    NoUpstreams,
+    /// Every breaker is open, or half-open with its trial under way.
+    #[error(
+        "{} after repeated failures; {}",
+        if *.upstreams == 1 { "its upstream's circuit breaker is open".to_owned() }
+        else { format!("the circuit breakers of all {upstreams} of its upstreams are open") },
+        match .retry_in {
+            Some(d) => format!("the first is tried again in {:.1} s", d.as_secs_f64()),
+            None => "trial requests are under way".to_owned(),
+        }
+    )]
+    AllOpen {
+        upstreams: usize,
+        /// When the first open breaker half-opens; `None` if all are half-open with a trial
+        /// in flight.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// What the metrics show of one upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EndpointStatus {
+    pub(crate) breaker: BreakerState,
+    pub(crate) outstanding: usize,
+}
+
+/// The balancer of one service: picks an upstream for each request.
+#[derive(Debug)]
+pub(crate) struct Balancer {
+    balance: Balance,
+    endpoints: Vec<Arc<Endpoint>>,
+    next: AtomicUsize,
+    /// splitmix64 state: cheap, lock-free randomness for the two choices.
+    rng: AtomicU64,
+}
+
+impl Balancer {
+    /// A balancer over `upstreams` (their URLs, for logs), all breakers closed.
+    pub(crate) fn new<'a>(
+        service: &str,
+        upstreams: impl IntoIterator<Item = &'a str>,
+        balance: Balance,
+        breaker: BreakerConfig,
+    ) -> Self {
+        let endpoints = upstreams
+            .into_iter()
+            .map(|url| {
+                Arc::new(Endpoint {
+                    outstanding: AtomicUsize::new(0),
+                    breaker: Mutex::new(Breaker::Closed { failures: 0 }),
+                    config: breaker,
+                    label: format!("upstream {url} of service `{service}`"),
+                })
+            })
+            .collect();
+        Self {
+            balance,
+            endpoints,
+            next: AtomicUsize::new(0),
+            rng: AtomicU64::new(RandomState::new().hash_one(service)),
+        }
+    }
+
+    /// Picks an upstream whose breaker lets a request through.
+    pub(crate) fn pick(&self, now: Instant) -> Result<Lease, Unavailable> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Err(Unavailable::NoUpstreams);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let preferred = match self.balance {
+            Balance::RoundRobin => None,
+            Balance::LeastRequest => self.least_loaded(start, now),
+        };
+        if let Some(lease) = preferred.and_then(|i| self.admit(i, now)) {
+            return Ok(lease);
+        }
+        // Round robin skipping unavailable upstreams; also where least-request lands when
+        // another request took its choice's half-open trial in between.
+        (0..n)
+            .find_map(|k| self.admit((start + k) % n, now))
+            .ok_or_else(|| self.unavailable(now))
+    }
+
+    /// The breaker state and requests in flight of each upstream, in configuration order.
+    pub(crate) fn status(&self, now: Instant) -> Vec<EndpointStatus> {
+        self.endpoints
+            .iter()
+            .map(|e| EndpointStatus {
+                breaker: e.breaker().state(now),
+                outstanding: e.outstanding(),
+            })
+            .collect()
+    }
+
+    fn least_loaded(&self, start: usize, now: Instant) -> Option<usize> {
+        let n = self.endpoints.len();
+        let available = |i: usize| self.endpoints[i].available(now);
+        let load = |i: usize| self.endpoints[i].outstanding();
+        // The first minimum from `start` on: ties go round robin.
+        let scan = || {
+            (0..n)
+                .map(|k| (start + k) % n)
+                .filter(|&i| available(i))
+                .min_by_key(|&i| load(i))
+        };
+        if n <= FULL_SCAN_MAX {
+            return scan();
+        }
+        let r = self.random();
+        // Two distinct indices: `b` skips over `a`. `n` is small, so the casts are exact.
+        let a = (r % n as u64) as usize;
+        let b = ((r >> 32) % (n as u64 - 1)) as usize;
+        let b = if b >= a { b + 1 } else { b };
+        match (available(a), available(b)) {
+            (true, true) => Some(if load(b) < load(a) { b } else { a }),
+            (true, false) => Some(a),
+            (false, true) => Some(b),
+            (false, false) => scan(),
+        }
+    }
+
+    fn admit(&self, index: usize, now: Instant) -> Option<Lease> {
+        let endpoint = self.endpoints.get(index)?;
+        let trial = if endpoint.enabled() {
+            endpoint.breaker().admit(now)?
+        } else {
+            false
+        };
+        endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
+        if trial {
+            tracing::info!("{}: cooldown over; sending a trial request", endpoint.label);
+        }
+        Some(Lease {
+            endpoint: Arc::clone(endpoint),
+            index,
+            trial,
+            settled: false,
+        })
+    }
+
+    fn unavailable(&self, now: Instant) -> Unavailable {
+        let retry_in = self
+            .endpoints
+            .iter()
+            .filter_map(|e| match *e.breaker() {
+                Breaker::Open { until } => Some(until.saturating_duration_since(now)),
+                _ => None,
+            })
+            .min();
+        Unavailable::AllOpen {
+            upstreams: self.endpoints.len(),
+            retry_in,
+        }
+    }
+
+    fn random(&self) -> u64 {
+        const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut z = self
+            .rng
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URLS: [&str; 3] = ["http://a:1", "http://b:2", "http://c:3"];
+
+    fn balancer(n: usize, balance: Balance, failures: u32) -> Balancer {
+        let urls: Vec<String> = (0..n).map(|i| format!("http://u{i}:80")).collect();
+        Balancer::new(
+            "svc",
+            urls.iter().map(String::as_str),
+            balance,
+            BreakerConfig {
+                consecutive_failures: failures,
+                cooldown: Duration::from_secs(10),
+            },
+        )
+    }
+
+    fn fail(b: &Balancer, index: usize, times: u32, now: Instant) {
+        for _ in 0..times {
+            let mut lease = b.admit(index, now).unwrap();
+            lease.failed(now);
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_turns_and_skips_open_breakers() {
+        let b = Balancer::new("svc", URLS, Balance::RoundRobin, BreakerConfig::default());
+        let now = Instant::now();
+        let picked: Vec<_> = (0..6).map(|_| b.pick(now).unwrap().index()).collect();
+        assert_eq!(picked, [0, 1, 2, 0, 1, 2]);
+        fail(&b, 1, 5, now);
+        let picked: Vec<_> = (0..4).map(|_| b.pick(now).unwrap().index()).collect();
+        assert!(!picked.contains(&1), "{picked:?}");
+        assert_eq!(b.status(now)[1].breaker, BreakerState::Open);
+    }
+
+    #[test]
+    fn successes_reset_the_failure_count() {
+        let b = balancer(1, Balance::RoundRobin, 3);
+        let now = Instant::now();
+        fail(&b, 0, 2, now);
+        b.pick(now).unwrap().succeeded();
+        fail(&b, 0, 2, now);
+        assert_eq!(b.status(now)[0].breaker, BreakerState::Closed);
+        fail(&b, 0, 1, now);
+        assert_eq!(b.status(now)[0].breaker, BreakerState::Open);
+    }
+
+    #[test]
+    fn half_open_lets_one_trial_through_and_its_verdict_decides() {
+        let b = balancer(1, Balance::RoundRobin, 2);
+        let t0 = Instant::now();
+        fail(&b, 0, 2, t0);
+        let err = b.pick(t0 + Duration::from_secs(4)).unwrap_err();
+        assert_eq!(
+            err,
+            Unavailable::AllOpen {
+                upstreams: 1,
+                retry_in: Some(Duration::from_secs(6))
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "its upstream's circuit breaker is open after repeated failures; the first is \
+             tried again in 6.0 s"
+        );
+
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.status(t1)[0].breaker, BreakerState::HalfOpen);
+        let mut trial = b.pick(t1).unwrap();
+        assert!(trial.trial);
+        let busy = b.pick(t1).unwrap_err();
+        assert_eq!(
+            busy.to_string(),
+            "its upstream's circuit breaker is open after repeated failures; trial requests \
+             are under way"
+        );
+        // The trial fails: open for another cooldown from the failure.
+        trial.failed(t1);
+        drop(trial);
+        assert!(b.pick(t1 + Duration::from_secs(9)).is_err());
+
+        let t2 = t1 + Duration::from_secs(10);
+        let mut trial = b.pick(t2).unwrap();
+        trial.succeeded();
+        drop(trial);
+        assert_eq!(b.status(t2)[0].breaker, BreakerState::Closed);
+        let leases: Vec<_> = (0..3).map(|_| b.pick(t2).unwrap()).collect();
+        assert_eq!(leases.len(), 3, "closed again: no limit on concurrency");
+    }
+
+    #[test]
+    fn an_abandoned_trial_frees_the_slot_and_stale_reports_are_ignored() {
+        let b = balancer(1, Balance::RoundRobin, 1);
+        let t0 = Instant::now();
+        // Admitted while closed, reported after the breaker opened: ignored.
+        let mut late = b.pick(t0).unwrap();
+        fail(&b, 0, 1, t0);
+        late.succeeded();
+        assert_eq!(b.status(t0)[0].breaker, BreakerState::Open);
+
+        let t1 = t0 + Duration::from_secs(10);
+        let trial = b.pick(t1).unwrap();
+        drop(trial);
+        let mut again = b.pick(t1).unwrap();
+        assert!(again.trial, "the slot came back");
+        // Only the first report of a lease counts.
+        again.succeeded();
+        again.failed(t1);
+        assert_eq!(b.status(t1)[0].breaker, BreakerState::Closed);
+    }
+
+    #[test]
+    fn leases_count_outstanding_requests_until_dropped() {
+        let b = Balancer::new("svc", URLS, Balance::RoundRobin, BreakerConfig::default());
+        let now = Instant::now();
+        let first = b.pick(now).unwrap();
+        let second = b.pick(now).unwrap();
+        let counts =
+            |b: &Balancer| -> Vec<usize> { b.status(now).iter().map(|s| s.outstanding).collect() };
+        assert_eq!(counts(&b), [1, 1, 0]);
+        drop(first);
+        assert_eq!(counts(&b), [0, 1, 0]);
+        drop(second);
+        assert_eq!(counts(&b), [0, 0, 0]);
+    }
+
+    #[test]
+    fn least_request_prefers_idle_upstreams_and_breaks_ties_in_turn() {
+        let b = Balancer::new("svc", URLS, Balance::LeastRequest, BreakerConfig::default());
+        let now = Instant::now();
+        // Three picks while all hold their leases: one each.
+        let held: Vec<_> = (0..3).map(|_| b.pick(now).unwrap()).collect();
+        let mut seen: Vec<_> = held.iter().map(Lease::index).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+        // 0 and 2 finish: upstream 1 stays busy and is not picked.
+        let busy = held.into_iter().find(|l| l.index() == 1).unwrap();
+        let picked: Vec<_> = (0..4).map(|_| b.pick(now).unwrap().index()).collect();
+        assert!(!picked.contains(&1), "{picked:?}");
+        assert!(picked.contains(&0) && picked.contains(&2), "{picked:?}");
+        drop(busy);
+    }
+
+    #[test]
+    fn least_request_with_many_upstreams_uses_two_choices_and_avoids_the_busy_one() {
+        let b = balancer(16, Balance::LeastRequest, 5);
+        let now = Instant::now();
+        // Upstream 0 is stuck with many requests; its breaker is fine.
+        let stuck: Vec<_> = (0..50).map(|_| b.admit(0, now).unwrap()).collect();
+        let mut hits = [0usize; 16];
+        for _ in 0..3200 {
+            hits[b.pick(now).unwrap().index()] += 1;
+        }
+        // Two choices pick 0 only when both samples are 0, which they never are.
+        assert_eq!(hits[0], 0, "{hits:?}");
+        for (i, h) in hits.iter().enumerate().skip(1) {
+            assert!(*h > 100, "upstream {i} got {h}: {hits:?}");
+        }
+        drop(stuck);
+        // Open breakers are never picked, even when idle.
+        for i in 1..16 {
+            fail(&b, i, 5, now);
+        }
+        for _ in 0..20 {
+            assert_eq!(b.pick(now).unwrap().index(), 0);
+        }
+    }
+
+    #[test]
+    fn all_open_says_when_the_first_one_half_opens() {
+        let b = balancer(3, Balance::LeastRequest, 1);
+        let t0 = Instant::now();
+        fail(&b, 0, 1, t0);
+        fail(&b, 1, 1, t0 + Duration::from_secs(2));
+        fail(&b, 2, 1, t0 + Duration::from_secs(4));
+        let err = b.pick(t0 + Duration::from_secs(5)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the circuit breakers of all 3 of its upstreams are open after repeated failures; \
+             the first is tried again in 5.0 s"
+        );
+        assert_eq!(
+            b.pick(t0 + Duration::from_secs(10)).unwrap().index(),
+            0,
+            "the first to half-open"
+        );
+    }
+
+    #[test]
+    fn a_disabled_breaker_never_opens_and_huge_cooldowns_do_not_overflow() {
+        let b = balancer(1, Balance::RoundRobin, 0);
+        let now = Instant::now();
+        fail(&b, 0, 100, now);
+        assert_eq!(b.status(now)[0].breaker, BreakerState::Closed);
+
+        let forever = Balancer::new(
+            "svc",
+            ["http://a:1"],
+            Balance::RoundRobin,
+            BreakerConfig {
+                consecutive_failures: 1,
+                cooldown: Duration::MAX,
+            },
+        );
+        fail(&forever, 0, 1, now);
+        assert!(forever.pick(now + Duration::from_secs(3600)).is_err());
+        assert_eq!(
+            Balancer::new("svc", [], Balance::RoundRobin, BreakerConfig::default())
+                .pick(now)
+                .unwrap_err(),
+            Unavailable::NoUpstreams
+        );
+    }
+}
