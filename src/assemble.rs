@@ -76,9 +76,13 @@ pub(crate) async fn gateway(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<
         }),
         dev_http: g.dev_http,
         admin: g.admin,
-        services: policy.services,
-        routes: policy.routes,
-        access: policy.access,
+        policy,
+        audit: g.audit.as_ref().map(|a| gw::AuditConfig {
+            sink: match a {
+                mesh::Audit::Stdout => gw::AuditSink::Stdout,
+                mesh::Audit::File(path) => gw::AuditSink::File(path.clone()),
+            },
+        }),
         timeouts: gw::Timeouts::default(),
     })
 }
@@ -114,6 +118,18 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
         services,
         routes: mesh.routes.iter().map(mesh::Route::to_gateway).collect(),
         access: access_rules(mesh),
+        rate_limits: gw::RateLimitConfig {
+            rules: mesh
+                .rate_limits
+                .iter()
+                .map(|r| gw::RateRule {
+                    identities: r.from.clone(),
+                    rate_per_sec: r.rate,
+                    burst: r.burst,
+                })
+                .collect(),
+        },
+        isolation: mesh.isolation,
     })
 }
 

@@ -111,7 +111,7 @@ fn respond(
             _ => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         },
         "/metrics" => {
-            let mut r = body(StatusCode::OK, shared.metrics.encode());
+            let mut r = body(StatusCode::OK, shared.encode_metrics());
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(METRICS_CONTENT_TYPE),

@@ -8,7 +8,10 @@ use std::time::Duration;
 use aimux_certs::Identity;
 use aimux_certs::tls::MeshTrust;
 
+use crate::audit::AuditConfig;
 use crate::intent_pattern::{Glob, IntentPattern};
+use crate::limits::isolation::IsolationConfig;
+use crate::limits::rate::RateLimitConfig;
 
 /// Everything the gateway needs to run.
 #[derive(Debug)]
@@ -24,14 +27,28 @@ pub struct GatewayConfig {
     pub dev_http: Option<SocketAddr>,
     /// The admin listener: `/healthz`, `/readyz`, `/metrics`.
     pub admin: Option<SocketAddr>,
+    /// Services, routes, access rules and limits: what a reload may replace
+    /// ([`crate::Reloader`]).
+    pub policy: PolicyConfig,
+    /// Where the audit log goes (one JSON line per decision); `None` for no audit log.
+    pub audit: Option<AuditConfig>,
+    /// Time limits.
+    pub timeouts: Timeouts,
+}
+
+/// The hot-reloadable part of the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyConfig {
     /// The services requests can be forwarded to.
     pub services: Vec<ServiceConfig>,
-    /// Routes, in file order; the first that matches wins.
+    /// Rule routes (most specific wins) and semantic routes.
     pub routes: Vec<RouteConfig>,
     /// Access rules. Nothing is allowed unless a rule allows it; a matching deny always wins.
     pub access: Vec<AccessRuleConfig>,
-    /// Time limits.
-    pub timeouts: Timeouts,
+    /// Per-identity rate limits; no rules, no limits.
+    pub rate_limits: RateLimitConfig,
+    /// Cutting off callers whose requests are mostly denied or failing; `None` turns it off.
+    pub isolation: Option<IsolationConfig>,
 }
 
 /// The tunnel listeners for sidecars (SPEC.md §12): the same certificate, client verifier,

@@ -104,7 +104,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody>
         method: req.method().as_str(),
         path: &target,
     };
-    let admitted = match shared.admit(&caller, &facts).await {
+    let admitted = match shared.admit(&caller, &facts, "").await {
         Ok(admitted) => admitted,
         Err(denied) => {
             let status = Status::Outcome(denied.refusal.outcome);
@@ -198,7 +198,14 @@ fn destination(req: &Request<Incoming>) -> Option<String> {
 fn refusal(r: Refusal) -> Response<ServerBody> {
     let status =
         StatusCode::from_u16(r.outcome.suggested_http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    text(status, Some(r.outcome), r.reason)
+    let retry_after = r.retry_after;
+    let mut response = text(status, Some(r.outcome), r.reason);
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 fn text(status: StatusCode, outcome: Option<Outcome>, body: String) -> Response<ServerBody> {

@@ -120,6 +120,14 @@ pub enum GatewayError {
     #[error("semantic routing: {0}")]
     Semantic(String),
 
+    /// A rate-limit or isolation setting is invalid.
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitConfigError),
+
+    /// The audit log cannot be opened.
+    #[error("{0}")]
+    Audit(String),
+
     /// The tunnel is configured without a listener.
     #[error(
         "the sidecar tunnel has no listener: give it a QUIC (UDP) address, an HTTP/2 (TCP) \

@@ -12,13 +12,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin::{AdminListener, Readiness};
+use crate::audit::{AuditLog, AuditWriter};
 use crate::config::GatewayConfig;
 use crate::dev_http::DevHttpListener;
 use crate::error::GatewayError;
 use crate::forward::Forwarder;
+use crate::limits::isolation::Isolation;
+use crate::limits::rate::RateLimiter;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::snapshot::{self, PolicyConfig, Reloader};
+use crate::snapshot::{self, Reloader};
 use crate::tunnel::TunnelListeners;
 use crate::tunnel::registry::Registry;
 
@@ -29,6 +32,7 @@ const SHUTDOWN_BACKSTOP: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Gateway {
     shared: Arc<Shared>,
+    audit_writer: Option<AuditWriter>,
     tunnel: Option<TunnelListeners>,
     dev_http: Option<DevHttpListener>,
     admin: Option<AdminListener>,
@@ -41,14 +45,23 @@ impl Gateway {
         if config.tunnel.is_none() && config.dev_http.is_none() {
             return Err(GatewayError::NothingToServe);
         }
-        let snapshot = snapshot::build(PolicyConfig {
-            services: config.services,
-            routes: config.routes,
-            access: config.access,
-        })?;
+        let rate = RateLimiter::new(&config.policy.rate_limits)?;
+        let isolation = Isolation::new(config.policy.isolation)?;
+        let snapshot = snapshot::build(config.policy)?;
+        let (audit, audit_writer) = match &config.audit {
+            Some(cfg) => {
+                let (log, writer) =
+                    AuditLog::new(cfg).map_err(|e| GatewayError::Audit(e.to_string()))?;
+                (Some(log), Some(writer))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             trust_domain: config.trust.trust_domain().clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
+            rate,
+            isolation,
+            audit,
             forwarder: Forwarder::new(&config.timeouts),
             metrics: Metrics::new(),
             timeouts: config.timeouts,
@@ -68,6 +81,7 @@ impl Gateway {
         };
         Ok(Gateway {
             shared,
+            audit_writer,
             tunnel,
             dev_http,
             admin,
@@ -110,6 +124,7 @@ impl Gateway {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
         let Gateway {
             shared,
+            audit_writer,
             tunnel,
             dev_http,
             admin,
@@ -137,6 +152,13 @@ impl Gateway {
         if let Some(dev) = dev_http {
             let handle = components.spawn(dev.run(Arc::clone(&shared), stop.clone()));
             names.push((handle.id(), "dev-mode HTTP listener"));
+        }
+        // The audit writer, like the admin listener, outlives the listeners, so that the
+        // decisions of draining requests are written; it flushes and returns when stopped.
+        let audit_stop = CancellationToken::new();
+        let mut audit_task = JoinSet::new();
+        if let Some(writer) = audit_writer {
+            audit_task.spawn(writer.run(audit_stop.clone()));
         }
         // The admin listener outlives the others, to answer /readyz with 503 while they
         // drain; it has its own owner and stop signal.
@@ -186,6 +208,8 @@ impl Gateway {
         }
         admin_stop.cancel();
         while admin_task.join_next().await.is_some() {}
+        audit_stop.cancel();
+        while audit_task.join_next().await.is_some() {}
         info!("gateway stopped");
         failure.map_or(Ok(()), Err)
     }

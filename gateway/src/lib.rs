@@ -23,8 +23,6 @@
 #![forbid(unsafe_code)]
 
 mod admin;
-// Not on the request path yet: the policy and hot-reload rework wires these in.
-#[cfg_attr(not(test), expect(dead_code, reason = "wired in by the policy rework"))]
 mod audit;
 mod config;
 mod dev_http;
@@ -34,7 +32,6 @@ mod gateway;
 mod h2;
 mod http_server;
 pub mod intent_pattern;
-#[cfg_attr(not(test), expect(dead_code, reason = "wired in by the policy rework"))]
 mod limits;
 mod metrics;
 mod policy;
@@ -47,16 +44,16 @@ mod tunnel;
 
 pub use audit::{AuditConfig, AuditSink};
 pub use config::{
-    AccessRuleConfig, Action, Balance, BreakerConfig, GatewayConfig, RouteConfig, ServiceConfig,
-    Timeouts, TunnelConfig, UpstreamProtocol,
+    AccessRuleConfig, Action, Balance, BreakerConfig, GatewayConfig, PolicyConfig, RouteConfig,
+    ServiceConfig, Timeouts, TunnelConfig, UpstreamProtocol,
 };
 pub use error::GatewayError;
 pub use gateway::Gateway;
 pub use intent_pattern::{Glob, IntentPattern, IntentPatternError};
-pub use policy::route::{RouteConflict, Specificity, conflicts as route_conflicts};
-pub use snapshot::{PolicyConfig, Reloader};
 pub use limits::LimitConfigError;
 pub use limits::isolation::IsolationConfig;
 pub use limits::rate::{RateLimitConfig, RateRule};
+pub use policy::route::{RouteConflict, Specificity, conflicts as route_conflicts};
+pub use snapshot::Reloader;
 /// The cancellation token [`Gateway::run`] takes.
 pub use tokio_util::sync::CancellationToken;

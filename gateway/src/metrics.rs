@@ -298,13 +298,6 @@ impl Metrics {
 }
 
 /// Rate limiting, isolation, the audit log and upstream state.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called once the policy rework wires the limits in"
-    )
-)]
 impl Metrics {
     /// A request was refused by the rate limiter.
     pub(crate) fn rate_limited(&self, identity: &str) {

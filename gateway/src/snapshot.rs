@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::{AccessRuleConfig, RouteConfig, ServiceConfig};
+use crate::config::PolicyConfig;
 use crate::error::GatewayError;
 use crate::forward::Services;
 use crate::policy::Policy;
@@ -15,17 +15,13 @@ use crate::policy::route::{self, Router};
 use crate::policy::semantic::SemanticRouter;
 use crate::shared::{Shared, Snapshot};
 
-/// The hot-reloadable part of the configuration.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyConfig {
-    pub services: Vec<ServiceConfig>,
-    pub routes: Vec<RouteConfig>,
-    pub access: Vec<AccessRuleConfig>,
-}
-
 /// Builds and checks a snapshot: every route targets a service, no two rule routes are
 /// ambiguous, the semantic matcher loads.
 pub(crate) fn build(config: PolicyConfig) -> Result<Snapshot, GatewayError> {
+    config.rate_limits.validate()?;
+    if let Some(isolation) = &config.isolation {
+        isolation.validate()?;
+    }
     let services = Services::from_config(&config.services)?;
     let label = |i: usize| {
         config.routes[i]
@@ -88,7 +84,11 @@ impl Reloader {
             config.routes.len(),
             config.access.len(),
         );
+        let (rate_limits, isolation) = (config.rate_limits.clone(), config.isolation);
         let snapshot = build(config)?;
+        // Validated by `build`: these cannot fail now, so the three change together.
+        self.shared.rate.update(&rate_limits)?;
+        self.shared.isolation.update(isolation)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         info!(
             services,

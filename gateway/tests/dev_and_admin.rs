@@ -19,7 +19,7 @@ async fn dev_mode_routes_and_checks_the_claimed_identity() {
     let mesh = Mesh::new();
     let up = upstream::start().await;
     let mut cfg = config(&mesh, up.addr);
-    cfg.access = vec![aimux_gateway::AccessRuleConfig {
+    cfg.policy.access = vec![aimux_gateway::AccessRuleConfig {
         name: None,
         from: Some(vec!["alice".into()]),
         to: None,

@@ -36,8 +36,8 @@ fn with(
     routes: Vec<RouteConfig>,
     access: Vec<AccessRuleConfig>,
 ) -> GatewayConfig {
-    cfg.routes = routes;
-    cfg.access = access;
+    cfg.policy.routes = routes;
+    cfg.policy.access = access;
     cfg
 }
 
@@ -184,7 +184,7 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
     let up = upstream::start().await;
 
     let mut cfg = config(&mesh, up.addr);
-    cfg.services[0].protocol = aimux_gateway::UpstreamProtocol::Http2;
+    cfg.policy.services[0].protocol = aimux_gateway::UpstreamProtocol::Http2;
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -192,7 +192,7 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
     );
 
     let mut cfg = config(&mesh, up.addr);
-    cfg.services[0].upstreams = vec!["https://127.0.0.1:9443".parse().unwrap()];
+    cfg.policy.services[0].upstreams = vec!["https://127.0.0.1:9443".parse().unwrap()];
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert!(
         err.to_string()
@@ -201,7 +201,7 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
     );
 
     let mut cfg = config(&mesh, up.addr);
-    cfg.routes = vec![RouteConfig {
+    cfg.policy.routes = vec![RouteConfig {
         name: Some("typo".into()),
         to: "ecoh".into(),
         ..RouteConfig::default()

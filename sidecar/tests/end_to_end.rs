@@ -105,21 +105,25 @@ async fn gateway(mesh: &Mesh, upstream: SocketAddr) -> (Gateway, CancellationTok
         tunnel: Some(tunnel),
         dev_http: None,
         admin: None,
-        services: vec![ServiceConfig {
-            name: "echo".into(),
-            upstreams: vec![format!("http://{upstream}").parse().unwrap()],
-            protocol: UpstreamProtocol::Http1,
-            balance: Default::default(),
-            breaker: Default::default(),
-        }],
-        routes: vec![],
-        access: vec![AccessRuleConfig {
-            name: None,
-            from: None,
-            to: None,
-            intents: vec![],
-            action: Action::Allow,
-        }],
+        policy: aimux_gateway::PolicyConfig {
+            services: vec![ServiceConfig {
+                name: "echo".into(),
+                upstreams: vec![format!("http://{upstream}").parse().unwrap()],
+                protocol: UpstreamProtocol::Http1,
+                balance: Default::default(),
+                breaker: Default::default(),
+            }],
+            routes: vec![],
+            access: vec![AccessRuleConfig {
+                name: None,
+                from: None,
+                to: None,
+                intents: vec![],
+                action: Action::Allow,
+            }],
+            ..Default::default()
+        },
+        audit: None,
         timeouts: Timeouts {
             shutdown_grace: Duration::from_secs(5),
             ..Timeouts::default()

@@ -23,6 +23,23 @@ pub(crate) struct Mesh {
     pub(crate) routes: Vec<Route>,
     pub(crate) access: Vec<AccessRule>,
     pub(crate) semantic: Semantic,
+    pub(crate) rate_limits: Vec<RateLimit>,
+    pub(crate) isolation: Option<aimux_gateway::IsolationConfig>,
+}
+
+/// `[[rate_limit]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RateLimit {
+    pub(crate) from: Vec<String>,
+    pub(crate) rate: f64,
+    pub(crate) burst: u32,
+}
+
+/// Where the gateway writes its audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Audit {
+    Stdout,
+    File(PathBuf),
 }
 
 /// `[semantic]`.
@@ -52,6 +69,7 @@ pub(crate) struct Gateway {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
     pub(crate) max_streams_per_connection: u32,
+    pub(crate) audit: Option<Audit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

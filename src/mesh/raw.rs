@@ -28,6 +28,8 @@ pub(crate) struct RawGateway {
     pub(crate) cert: Option<Spanned<String>>,
     pub(crate) key: Option<Spanned<String>>,
     pub(crate) max_streams_per_connection: Option<Spanned<i64>>,
+    /// `"stdout"` or a file path: one JSON line per decision.
+    pub(crate) audit: Option<Spanned<String>>,
 }
 
 /// One `[[agent]]`.
@@ -107,4 +109,25 @@ pub(crate) struct RawSemantic {
     pub(crate) min_score: Option<Spanned<f64>>,
     pub(crate) margin: Option<Spanned<f64>>,
     pub(crate) cache: Option<Spanned<i64>>,
+}
+
+/// One `[[rate_limit]]`: a token bucket per matching identity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    pub(crate) from: Spanned<Vec<Spanned<String>>>,
+    /// Sustained requests per second.
+    pub(crate) rate: Spanned<f64>,
+    /// Bucket size; default: one second's worth, at least 1.
+    pub(crate) burst: Option<Spanned<i64>>,
+}
+
+/// `[isolation]`: the reputation engine.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIsolation {
+    pub(crate) window: Option<Spanned<String>>,
+    pub(crate) min_requests: Option<Spanned<i64>>,
+    pub(crate) max_bad_ratio: Option<Spanned<f64>>,
+    pub(crate) cooldown: Option<Spanned<String>>,
 }

@@ -19,8 +19,16 @@ use super::raw::*;
 mod policy;
 use policy::routed_names;
 
-const SECTIONS: [&str; 7] = [
-    "mesh", "gateway", "agent", "service", "route", "access", "semantic",
+const SECTIONS: [&str; 9] = [
+    "mesh",
+    "gateway",
+    "agent",
+    "service",
+    "route",
+    "access",
+    "semantic",
+    "rate_limit",
+    "isolation",
 ];
 const DEFAULT_CERTS_DIR: &str = ".aimux/certs";
 const DEFAULT_MAX_STREAMS: u32 = 1024;
@@ -87,6 +95,8 @@ impl Checker {
         let raw_routes: Vec<RawRoute> = self.table_array(&root, "route");
         let raw_access: Vec<RawAccess> = self.table_array(&root, "access");
         let raw_semantic: Option<RawSemantic> = self.optional_table(&root, "semantic", source);
+        let raw_rate_limits: Vec<RawRateLimit> = self.table_array(&root, "rate_limit");
+        let raw_isolation: Option<RawIsolation> = self.optional_table(&root, "isolation", source);
 
         let (trust_domain, certs_dir, bootstrap_certs) = self.mesh_section(raw_mesh?)?;
         let services = self.services(raw_services);
@@ -110,6 +120,8 @@ impl Checker {
         let routes = self.routes(raw_routes, &service_names);
         let access = self.access(raw_access, &agent_names, &service_names);
         let semantic = raw_semantic.map(|r| self.semantic(r)).unwrap_or_default();
+        let rate_limits = self.rate_limits(raw_rate_limits, &agent_names);
+        let isolation = raw_isolation.and_then(|r| self.isolation(r));
         if agents.is_empty() && !self.diags.iter().any(|d| d.message.contains("[[agent]]")) {
             self.diags.push(
                 Diagnostic::new(None, "the mesh has no [[agent]]")
@@ -126,6 +138,8 @@ impl Checker {
             routes,
             access,
             semantic,
+            rate_limits,
+            isolation,
         })
     }
 
@@ -325,6 +339,10 @@ impl Checker {
             cert,
             key,
             max_streams_per_connection: max_streams,
+            audit: raw.audit.as_ref().map(|a| match a.get_ref().as_str() {
+                "stdout" => Audit::Stdout,
+                path => Audit::File(self.base_dir.join(path)),
+            }),
         })
     }
 

@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::Checker;
 use crate::mesh::diagnostic::{Diagnostic, did_you_mean};
-use crate::mesh::model::{AccessRule, Action, Route, Semantic};
-use crate::mesh::raw::{RawAccess, RawRoute, RawSemantic};
+use crate::mesh::model::{AccessRule, Action, RateLimit, Route, Semantic};
+use crate::mesh::raw::{RawAccess, RawIsolation, RawRateLimit, RawRoute, RawSemantic};
 
 /// Longest route timeout accepted: beyond an hour a request is better served by a job API.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -328,6 +328,73 @@ impl Checker {
             margin,
             cache,
         }
+    }
+
+    pub(super) fn rate_limits(
+        &mut self,
+        raws: Vec<RawRateLimit>,
+        agents: &HashSet<&str>,
+    ) -> Vec<RateLimit> {
+        let mut limits = Vec::new();
+        for raw in raws {
+            let from = match self.glob_list(&raw.from, "from", "agent", agents) {
+                Some(None) => vec!["*".to_owned()],
+                Some(Some(globs)) => globs.iter().map(|g| g.as_str().to_owned()).collect(),
+                None => continue,
+            };
+            let rate = *raw.rate.get_ref();
+            if !(rate.is_finite() && rate > 0.0 && rate <= 1e6) {
+                self.error_hint(
+                    raw.rate.span(),
+                    format!("rate_limit `rate` = {rate} must be more than 0 requests per second"),
+                    "e.g. rate = 10 (requests per second), burst = 20",
+                );
+                continue;
+            }
+            let burst = match &raw.burst {
+                None => rate.ceil().max(1.0) as u32,
+                Some(b) if (1..=1_000_000).contains(b.get_ref()) => {
+                    u32::try_from(*b.get_ref()).unwrap_or(1)
+                }
+                Some(b) => {
+                    self.error(b.span(), "rate_limit `burst` must be between 1 and 1000000");
+                    continue;
+                }
+            };
+            limits.push(RateLimit { from, rate, burst });
+        }
+        limits
+    }
+
+    pub(super) fn isolation(
+        &mut self,
+        raw: RawIsolation,
+    ) -> Option<aimux_gateway::IsolationConfig> {
+        let mut config = aimux_gateway::IsolationConfig::default();
+        if let Some(w) = &raw.window {
+            config.window = self.duration(w, "window")?;
+        }
+        if let Some(c) = &raw.cooldown {
+            config.cooldown = self.duration(c, "cooldown")?;
+        }
+        if let Some(n) = &raw.min_requests {
+            match u32::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => config.min_requests = n,
+                _ => {
+                    self.error(n.span(), "isolation `min_requests` must be at least 1");
+                    return None;
+                }
+            }
+        }
+        if let Some(r) = &raw.max_bad_ratio {
+            config.max_bad_ratio = *r.get_ref();
+        }
+        if let Err(e) = config.validate() {
+            let span = raw.max_bad_ratio.as_ref().map(Spanned::span);
+            self.error(span, format!("[isolation]: {e}"));
+            return None;
+        }
+        Some(config)
     }
 
     /// `"250ms"`, `"30s"`, `"5m"`.

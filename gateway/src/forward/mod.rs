@@ -199,13 +199,6 @@ impl Services {
     }
 
     /// The breaker state and requests in flight of every upstream of every service.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "called by the metrics endpoint once it is wired in"
-        )
-    )]
     pub(crate) fn upstream_status(&self, now: Instant) -> Vec<UpstreamStatus<'_>> {
         let mut all = Vec::new();
         for service in self.by_name.values() {

@@ -85,6 +85,7 @@ impl<V> IdleMap<V> {
         self.entries.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &str) -> Option<&V> {
         self.entries.get(key).map(|s| &s.value)
     }

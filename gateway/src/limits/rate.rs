@@ -280,6 +280,7 @@ impl RateLimiter {
     }
 
     /// How many identities are tracked now.
+    #[cfg(test)]
     pub(crate) fn tracked(&self) -> usize {
         self.lock().buckets.len()
     }

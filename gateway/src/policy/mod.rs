@@ -69,6 +69,9 @@ pub(crate) struct RequestFacts<'a> {
 pub(crate) struct Refusal {
     pub(crate) outcome: Outcome,
     pub(crate) reason: String,
+    /// Seconds after which a retry may succeed (`Retry-After`, RFC 9110 §10.2.3), for
+    /// `rate_limited` and `isolated`.
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -76,7 +79,18 @@ impl Refusal {
         Self {
             outcome,
             reason: reason.into(),
+            retry_after: None,
         }
+    }
+
+    /// The HTTP head a refusal carries, if any: the suggested status and `retry-after`
+    /// (SPEC.md §6.2), so the sidecar can pass the hint on to the agent.
+    pub(crate) fn http_head(&self) -> Option<aimux_wire::HttpResponseHead> {
+        let secs = self.retry_after?;
+        Some(
+            aimux_wire::HttpResponseHead::new(self.outcome.suggested_http_status())
+                .with_header("retry-after", secs.to_string()),
+        )
     }
 }
 

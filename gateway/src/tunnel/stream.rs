@@ -138,7 +138,7 @@ async fn handle(
         method: &head.method,
         path: &head.path,
     };
-    let admitted = match shared.admit(caller, &facts).await {
+    let admitted = match shared.admit(caller, &facts, &request_id).await {
         Ok(admitted) => admitted,
         Err(denied) => {
             ex.service_label = denied.service_label;
@@ -239,7 +239,9 @@ impl<'a> Exchange<'a> {
     /// Answers with `refusal`; if even that cannot be sent, resets with `reset_code`.
     async fn refuse_with(&mut self, refusal: Refusal, reset_code: u32) {
         self.record(Status::Outcome(refusal.outcome));
-        let envelope = ResponseEnvelope::new(refusal.outcome, bounded(refusal.reason));
+        let head = refusal.http_head();
+        let mut envelope = ResponseEnvelope::new(refusal.outcome, bounded(refusal.reason));
+        envelope.http = head;
         let sent = match envelope.to_bytes(&self.ctx.shared.limits) {
             Ok(bytes) => self.send.write_chunk(bytes).await.is_ok(),
             Err(_) => false,

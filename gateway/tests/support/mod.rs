@@ -19,7 +19,7 @@ use aimux_certs::{
 };
 use aimux_gateway::{
     AccessRuleConfig, Action, CancellationToken, Gateway, GatewayConfig, GatewayError,
-    ServiceConfig, Timeouts, TunnelConfig, UpstreamProtocol,
+    PolicyConfig, ServiceConfig, Timeouts, TunnelConfig, UpstreamProtocol,
 };
 use aimux_wire::{HttpRequestHead, Limits, RequestEnvelope, ResponseEnvelope, envelope_len};
 use bytes::{Bytes, BytesMut};
@@ -148,13 +148,16 @@ pub fn config(mesh: &Mesh, upstream: SocketAddr) -> GatewayConfig {
         tunnel: Some(tunnel),
         dev_http: Some("127.0.0.1:0".parse().unwrap()),
         admin: Some("127.0.0.1:0".parse().unwrap()),
-        services: vec![
-            service("echo", format!("http://{upstream}/svc/echo")),
-            service("tools", format!("http://{upstream}/svc/tools/")),
-            service("dead", format!("http://{}", closed_port())),
-        ],
-        routes: vec![],
-        access: vec![allow_all()],
+        policy: PolicyConfig {
+            services: vec![
+                service("echo", format!("http://{upstream}/svc/echo")),
+                service("tools", format!("http://{upstream}/svc/tools/")),
+                service("dead", format!("http://{}", closed_port())),
+            ],
+            access: vec![allow_all()],
+            ..PolicyConfig::default()
+        },
+        audit: None,
         timeouts: Timeouts {
             response_head: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(2),
