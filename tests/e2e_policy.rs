@@ -53,6 +53,7 @@ certs = "pki"
 [gateway]
 quic = "{quic}"
 admin = "{admin}"
+audit = "audit.log"
 
 [[agent]]
 name = "alice"
@@ -123,6 +124,34 @@ upstreams = ["http://{upstream}/other"]
         let status = resp.status();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The gateway's audit log so far, one JSON object per line.
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad audit line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// The status, the `retry-after` header and the body of a tool call.
+    async fn call_tool_full(&self, agent: usize, tool: &str) -> (StatusCode, Option<String>, String) {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+        );
+        let req = Request::post(format!("http://{}/mcp", self.listeners[agent]))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = self.client.request(req).await.unwrap();
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, retry, String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Until the sidecars are connected, they answer 503 themselves.
@@ -273,4 +302,86 @@ async fn reloads_under_steady_load_fail_no_request() {
         log.contains("mesh file edit rejected") && log.contains("no-such-service"),
         "the invalid edit must be rejected with its error:\n{log}"
     );
+}
+
+const LIMITED: &str = r#"
+[[access]]
+from = ["alice"]
+to = ["tools"]
+intents = ["mcp tools/call a"]
+
+[[access]]
+from = ["bob"]
+to = ["tools"]
+
+[[rate_limit]]
+from = ["bob"]
+rate = 2
+burst = 3
+
+[isolation]
+window = "3s"
+min_requests = 8
+max_bad_ratio = 0.5
+cooldown = "2s"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_isolation_trigger_and_recover() {
+    let mesh = PolicyMesh::start(LIMITED).await;
+    // The connection probes spent some of bob's tokens: let the bucket fill again.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    // Rate limit: a burst of three, then 429 with a Retry-After, then tokens again.
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..5 {
+        let (status, r, body) = mesh.call_tool_full(BOB, "a").await;
+        statuses.push(status.as_u16());
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(body.contains("rate limit of 2 requests/s (burst 3)"), "{body}");
+            retry = r;
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(mesh.call_tool_full(BOB, "a").await.0, StatusCode::OK);
+
+    // Isolation: alice keeps calling a tool she may not; past eight requests with at
+    // least half denied she is cut off, even for the tool she may call...
+    for _ in 0..8 {
+        assert_eq!(mesh.call_tool_full(ALICE, "b").await.0, StatusCode::FORBIDDEN);
+    }
+    let (status, retry, body) = mesh.call_tool_full(ALICE, "a").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("were denied or failed"), "{body}");
+    assert!(retry.is_some(), "an isolation says when it ends");
+    // ...and bob is not.
+    assert_eq!(mesh.call_tool_full(BOB, "a").await.0, StatusCode::OK);
+    // After the cool-down she is back.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (status, _, body) = mesh.call_tool_full(ALICE, "a").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(mesh.gateway.log().contains("caller isolated"));
+
+    // Every decision is in the audit log, with the rule, intent and identity.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let audit = mesh.audit();
+        let decisions: Vec<&str> = audit.iter().filter_map(|e| e["decision"].as_str()).collect();
+        let has = |d: &str| decisions.contains(&d);
+        if has("allow") && has("deny") && has("rate_limited") && has("isolated") {
+            let denied = audit.iter().find(|e| e["decision"] == "deny").unwrap();
+            assert_eq!(denied["identity"], "spiffe://policy.test/agent/alice");
+            assert_eq!(denied["intent"], "mcp tools/call b");
+            assert_eq!(denied["status"], 403);
+            let allowed = audit.iter().find(|e| e["decision"] == "allow").unwrap();
+            assert!(allowed["rule"].as_str().unwrap().starts_with('#'), "{allowed}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "audit log incomplete: {decisions:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
