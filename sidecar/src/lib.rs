@@ -52,6 +52,8 @@ mod proxy;
 mod reply;
 mod request;
 mod rt;
+#[doc(hidden)]
+pub mod sniff;
 mod stats;
 mod tunnel;
 mod upload;
