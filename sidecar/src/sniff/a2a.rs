@@ -71,9 +71,9 @@ pub(super) fn v1_name(method: &str) -> Option<&'static str> {
 /// interface URL prefix and optional `/{tenant}` segment, so matched from the end of the
 /// path.
 ///
-/// `GET .../tasks` and `GET .../tasks/{id}` look like any REST API's; they count only when an
-/// A2A header says this is A2A (`signalled`). The other routes are distinctive (`:send`,
-/// `:cancel`, `pushNotificationConfigs`, `extendedAgentCard`).
+/// `GET .../tasks`, `GET .../tasks/{id}` and 0.3's `GET .../card` look like any REST API's;
+/// they count only when an A2A header says this is A2A (`signalled`). The other routes are
+/// distinctive (`:send`, `:cancel`, `pushNotificationConfigs`, `extendedAgentCard`).
 fn rest_operation(method: &Method, path: &Path<'_>, signalled: bool) -> Option<&'static str> {
     let get = method == Method::GET;
     let post = method == Method::POST;
@@ -114,6 +114,11 @@ fn rest_operation(method: &Method, path: &Path<'_>, signalled: bool) -> Option<&
     }
     if last == "tasks" && get && signalled {
         return Some("ListTasks");
+    }
+    // A2A 0.3 REST: `GET /v1/card` is the authenticated extended card (captured from
+    // a2a-sdk's 0.3 compat transport). Generic, so only with an A2A header.
+    if last == "card" && get && signalled {
+        return Some("GetExtendedAgentCard");
     }
     None
 }

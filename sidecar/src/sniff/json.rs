@@ -24,8 +24,8 @@ use super::text::MAX_TEXT;
 pub(super) type Field<'de> = Option<Cow<'de, str>>;
 
 /// The fields the sniffer looks at. JSON-RPC: `jsonrpc`, `method`, `params.{name, uri, ref,
-/// message.metadata, metadata}`; OpenAI: `model`, `stream`; A2A REST: `message.metadata`,
-/// `metadata` at the top level.
+/// message.metadata, metadata}`; OpenAI: `model`, `stream`; A2A REST: `message.metadata`
+/// (0.3: `request.metadata`) and `metadata` at the top level.
 #[derive(Debug, Default)]
 pub(super) struct Probe<'de> {
     pub(super) jsonrpc: Field<'de>,
@@ -42,7 +42,8 @@ pub(super) struct Probe<'de> {
     /// `params.message.metadata["aimux.skill"]` and `params.metadata["aimux.skill"]`.
     pub(super) params_message_skill: Field<'de>,
     pub(super) params_skill: Field<'de>,
-    /// The same keys at the top level (the A2A REST binding's `SendMessageRequest`).
+    /// The same keys at the top level (the A2A REST binding's `SendMessageRequest`; its
+    /// message is `request` in 0.3).
     pub(super) message_skill: Field<'de>,
     pub(super) skill: Field<'de>,
     /// The body is an array (a JSON-RPC batch); the fields are its first element's.
@@ -95,6 +96,7 @@ enum Key {
     Uri,
     Ref,
     Message,
+    Request,
     Metadata,
     Skill,
     Other,
@@ -125,6 +127,7 @@ impl Visitor<'_> for KeySeed {
             "uri" => Key::Uri,
             "ref" => Key::Ref,
             "message" => Key::Message,
+            "request" => Key::Request,
             "metadata" => Key::Metadata,
             // The AIMux skill convention (sidecar/INTENTS.md).
             "aimux.skill" => Key::Skill,
@@ -198,7 +201,9 @@ impl<'de> Visitor<'de> for Top<'_, 'de> {
                 Key::Model => p.model = map.next_value_seed(Text)?,
                 Key::Stream => p.stream = map.next_value_seed(Flag)?,
                 Key::Params => map.next_value_seed(Params { probe: &mut *p })?,
-                Key::Message => map.next_value_seed(MessageSkill {
+                // A2A REST `SendMessageRequest`: the message is `message` in 1.0 and
+                // `request` in 0.3 (a2a-sdk's 0.3 compat transport, captured).
+                Key::Message | Key::Request => map.next_value_seed(MessageSkill {
                     slot: &mut p.message_skill,
                 })?,
                 Key::Metadata => map.next_value_seed(Skill { slot: &mut p.skill })?,
