@@ -85,7 +85,7 @@ fn first_object_end(body: &[u8]) -> Option<usize> {
     }
     let mut scan = ValueEnd::default();
     let end =
-        (1..=body.len()).find(|&n| scan.feed(body.get(n - 1..n).unwrap_or_default()) == Scan::Done);
+        (1..=body.len()).find(|&n| scan.feed(body.get(n - 1..n).unwrap_or_default()) != Scan::More);
     Some(end.unwrap_or(usize::MAX))
 }
 

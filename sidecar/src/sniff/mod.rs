@@ -62,6 +62,13 @@ pub fn sniff(req: &SniffRequest<'_>) -> Intent {
     draft.finish(&body)
 }
 
+/// False if reading ahead in the body is pointless: it has a content coding (or a transfer
+/// coding besides `chunked`) that the sniffer does not undo, so it would not be parsed.
+#[must_use]
+pub fn body_readable(headers: &HeaderMap) -> bool {
+    !Hints::read(headers).encoded
+}
+
 fn classify<'a>(
     req: &SniffRequest<'a>,
     path: &Path<'_>,

@@ -9,9 +9,10 @@
 pub enum Scan {
     /// The value goes on.
     More,
-    /// The first value ended (or the body does not start with `{` or `[`: there is no JSON
-    /// request to wait for).
-    Done,
+    /// The first value ended.
+    End,
+    /// The body does not start with `{` or `[`: there is no JSON request to wait for.
+    NotJson,
 }
 
 /// The scanner's state between chunks.
@@ -29,7 +30,8 @@ enum State {
     Value,
     String,
     Escape,
-    Done,
+    End,
+    NotJson,
 }
 
 impl ValueEnd {
@@ -37,14 +39,14 @@ impl ValueEnd {
     pub fn feed(&mut self, chunk: &[u8]) -> Scan {
         for &b in chunk {
             self.state = match (self.state, b) {
-                (State::Done, _) => break,
+                (State::End | State::NotJson, _) => break,
                 // RFC 8259 §2: insignificant whitespace.
                 (State::Start, b' ' | b'\t' | b'\n' | b'\r') => State::Start,
                 (State::Start, b'{' | b'[') => {
                     self.depth = 1;
                     State::Value
                 }
-                (State::Start, _) => State::Done,
+                (State::Start, _) => State::NotJson,
                 (State::Value, b'"') => State::String,
                 (State::Value, b'{' | b'[') => {
                     self.depth = self.depth.saturating_add(1);
@@ -53,7 +55,7 @@ impl ValueEnd {
                 (State::Value, b'}' | b']') => {
                     self.depth = self.depth.saturating_sub(1);
                     if self.depth == 0 {
-                        State::Done
+                        State::End
                     } else {
                         State::Value
                     }
@@ -64,10 +66,10 @@ impl ValueEnd {
                 (State::String, _) | (State::Escape, _) => State::String,
             };
         }
-        if self.state == State::Done {
-            Scan::Done
-        } else {
-            Scan::More
+        match self.state {
+            State::End => Scan::End,
+            State::NotJson => Scan::NotJson,
+            _ => Scan::More,
         }
     }
 }
@@ -81,7 +83,7 @@ mod tests {
         let mut fed = 0;
         for chunk in body.chunks(piece) {
             fed += chunk.len();
-            if v.feed(chunk) == Scan::Done {
+            if v.feed(chunk) != Scan::More {
                 return Some(fed);
             }
         }

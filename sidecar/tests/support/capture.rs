@@ -122,5 +122,5 @@ pub fn first_value_end(body: &[u8]) -> Option<usize> {
         return None;
     }
     let mut scan = aimux_sidecar::sniff::ValueEnd::default();
-    (1..=body.len()).find(|&n| scan.feed(&body[n - 1..n]) == aimux_sidecar::sniff::Scan::Done)
+    (1..=body.len()).find(|&n| scan.feed(&body[n - 1..n]) != aimux_sidecar::sniff::Scan::More)
 }
