@@ -190,3 +190,51 @@ fn fixtures_sniff_the_same_split_at_every_chunk_boundary_the_look_ahead_may_see(
         }
     }
 }
+
+#[test]
+fn the_fuzz_target_entry_agrees_on_every_fixture() {
+    // `fuzz/fuzz_targets/sniff.rs` calls `sniff_bytes`; feed it each fixture in its layout
+    // (method byte, target, header lines, empty line, body) so the target cannot rot.
+    const METHODS: [&str; 8] = [
+        "GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "TRACE",
+    ];
+    let mut fed = 0;
+    for dir in fixture_dirs() {
+        let text = std::fs::read_to_string(dir.join("cases.toml")).unwrap();
+        let manifest: Manifest = toml::from_str(&text).unwrap();
+        for case in manifest.case.iter().filter(|c| c.sniff_limit.is_none()) {
+            let capture = Capture::load(&dir.join(&case.file)).unwrap();
+            let Some(m) = METHODS.iter().position(|m| *m == capture.method.as_str()) else {
+                continue;
+            };
+            let complete = case.complete.unwrap_or(true);
+            let mut data = vec![u8::try_from(m).unwrap() | if complete { 0 } else { 8 }];
+            data.extend_from_slice(capture.target.as_bytes());
+            data.push(b'\n');
+            for (name, value) in &capture.headers {
+                data.extend_from_slice(name.as_str().as_bytes());
+                data.extend_from_slice(b": ");
+                data.extend_from_slice(value.as_bytes());
+                data.push(b'\n');
+            }
+            data.push(b'\n');
+            data.extend_from_slice(&capture.body);
+            let direct = fuzz::sniff_checked(&SniffRequest {
+                method: &capture.method,
+                path: &capture.target,
+                headers: &capture.headers,
+                body: &capture.body,
+                complete,
+            });
+            assert_eq!(
+                show(&fuzz::sniff_bytes(&data)),
+                show(&direct),
+                "{}/{}",
+                dir.display(),
+                case.file
+            );
+            fed += 1;
+        }
+    }
+    assert!(fed > 0);
+}
