@@ -16,7 +16,7 @@ use super::{Body, Draft};
 /// side: a server's requests (`sampling/createMessage`, `roots/list`, ...) travel as POSTs
 /// too when the client answers or a proxy relays them. `notifications/*` are matched by
 /// prefix.
-const METHODS: [&str; 23] = [
+const METHODS: [&str; 22] = [
     "initialize",
     "ping",
     "tools/list",
@@ -42,7 +42,6 @@ const METHODS: [&str; 23] = [
     // 2026-07-28.
     "server/discover",
     "subscriptions/listen",
-    "subscriptions/cancel",
 ];
 
 /// True for an MCP method name.
