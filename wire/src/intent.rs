@@ -144,7 +144,7 @@ impl IntentFlags {
 pub struct Intent {
     /// The protocol spoken.
     pub protocol: Protocol,
-    /// Operation, e.g. `tools/call`, `SendMessage`, `chat.completions`; empty if unknown.
+    /// Operation, e.g. `tools/call`, `SendMessage`, `chat`; empty if unknown.
     pub operation: String,
     /// Target, e.g. a tool name, skill, model or path; empty if unknown.
     pub target: String,
