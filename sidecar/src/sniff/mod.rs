@@ -16,6 +16,7 @@
 //! sidecar's API is unaffected.
 
 mod a2a;
+mod fields;
 pub mod fuzz;
 mod headers;
 mod json;
