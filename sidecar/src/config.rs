@@ -26,7 +26,8 @@ pub struct SidecarConfig {
     /// An optional generic proxy listener: the destination of each request is taken from its
     /// absolute-form URI (`HTTP_PROXY`) or its `Host` header.
     pub proxy: Option<SocketAddr>,
-    /// Timeouts, keep-alives, backoff and envelope limits of the tunnel.
+    /// Timeouts, keep-alives, backoff, envelope limits and the body look-ahead of the
+    /// tunnel's requests.
     pub tunnel: TunnelSettings,
 }
 
@@ -125,7 +126,30 @@ pub struct TunnelSettings {
     pub shutdown_grace: Duration,
     /// Envelope limits (SPEC.md §8), for what the sidecar sends and accepts.
     pub limits: Limits,
+    /// The look-ahead: how many bytes of a request body the sidecar reads before it opens the
+    /// stream, to classify the request (its intent hint: protocol, operation, target; see
+    /// `sidecar/INTENTS.md`). With a declared `Content-Length` it waits for
+    /// `min(length, sniff_limit)` bytes; a body of unknown length (chunked) is read up to the
+    /// end of its first JSON value, its end, this limit or [`sniff_wait`], whichever comes
+    /// first; a body that does not start like JSON is not waited for. The bytes read are sent
+    /// first, unchanged, followed by the rest of the body. A field beyond the limit is not
+    /// seen (the hint is flagged `partial`). Memory: up to this much per request in flight
+    /// (plus the chunk that crossed it). At most [`MAX_SNIFF_LIMIT`]; 0 classifies by method,
+    /// path and headers alone. Default 64 KiB.
+    ///
+    /// [`sniff_wait`]: TunnelSettings::sniff_wait
+    pub sniff_limit: usize,
+    /// The longest the look-ahead waits for body bytes that have not arrived. Bodies arrive
+    /// with their head in practice, so this matters only for an agent that streams an upload
+    /// (of unknown length, or pausing mid-body) and waits for an answer before sending more:
+    /// such a request is delayed by at most this much, and then classified from what arrived
+    /// (flag `partial`). Zero reads only what has already arrived. Default 50 ms.
+    pub sniff_wait: Duration,
 }
+
+/// The largest [`TunnelSettings::sniff_limit`]: the look-ahead is held in memory for every
+/// request in flight.
+pub const MAX_SNIFF_LIMIT: usize = 16 << 20;
 
 impl Default for TunnelSettings {
     fn default() -> Self {
@@ -140,6 +164,8 @@ impl Default for TunnelSettings {
             response_head_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
+            sniff_limit: 64 * 1024,
+            sniff_wait: Duration::from_millis(50),
         }
     }
 }
@@ -181,6 +207,16 @@ impl TunnelSettings {
                 ),
             ));
         }
+        if self.sniff_limit > MAX_SNIFF_LIMIT {
+            return Err(invalid(
+                "sniff_limit",
+                format!(
+                    "({} bytes) must not exceed {MAX_SNIFF_LIMIT} bytes: the look-ahead is held \
+                     in memory for every request in flight",
+                    self.sniff_limit
+                ),
+            ));
+        }
         if quinn::IdleTimeout::try_from(self.idle_timeout).is_err() {
             return Err(invalid("idle_timeout", "is too large for QUIC".into()));
         }
@@ -207,6 +243,8 @@ mod tests {
         assert_eq!(s.backoff_max, Duration::from_secs(2));
         assert_eq!(s.revoked_backoff, Duration::from_secs(30));
         assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.sniff_limit, 64 * 1024);
+        assert_eq!(s.sniff_wait, Duration::from_millis(50));
     }
 
     #[test]
@@ -228,6 +266,23 @@ mod tests {
                 .to_string()
                 .contains("backoff_initial")
         );
+
+        let s = TunnelSettings {
+            sniff_limit: MAX_SNIFF_LIMIT + 1,
+            ..TunnelSettings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("sniff_limit")
+        );
+        let s = TunnelSettings {
+            sniff_limit: 0,
+            sniff_wait: Duration::ZERO,
+            ..TunnelSettings::default()
+        };
+        s.validate().unwrap();
 
         let s = TunnelSettings {
             connect_wait: Duration::ZERO,

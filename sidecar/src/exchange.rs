@@ -1,13 +1,16 @@
 //! One agent request over one tunnel stream (SPEC.md §2), QUIC or HTTP/2 alike (the
 //! transport seam is `tunnel::transport`):
 //!
-//! 1. resolve the destination and build the envelope (pure: `proxy.rs`, `request.rs`);
-//! 2. take the connection (bounded wait) and open a stream (bounded wait for credit), send
-//!    the envelope; a connection found dead before anything of the request was consumed is
-//!    skipped for the next one, within the same bounded wait;
-//! 3. copy the body in its own task (`upload.rs`) while reading the response envelope here
-//!    (bounded by the envelope limits and a timeout);
-//! 4. answer: the upstream's head and a streaming body for `forwarded`, a short text answer
+//! 1. resolve the destination (pure: `proxy.rs`);
+//! 2. read a bounded look-ahead of the body (`lookahead.rs`), classify the request from it
+//!    (pure: `sniff/`) and build the envelope with that intent (pure: `request.rs`);
+//! 3. take the connection (bounded wait) and open a stream (bounded wait for credit), send
+//!    the envelope followed by the look-ahead bytes (one write when they are the whole body);
+//!    a connection found dead before the gateway took anything of the request is skipped for
+//!    the next one, within the same bounded wait (the look-ahead is held until then);
+//! 4. copy the rest of the body in its own task (`upload.rs`) while reading the response
+//!    envelope here (bounded by the envelope limits and a timeout);
+//! 5. answer: the upstream's head and a streaming body for `forwarded`, a short text answer
 //!    for any other outcome or failure.
 //!
 //! Every failure is logged once, with the request id, and answered with a status and a text
@@ -21,7 +24,6 @@ use std::time::Duration;
 use aimux_wire::{EncodeError, Malformed, Outcome, RequestId, codes};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::Body as _;
 use http_body_util::Either;
 use hyper::body::Incoming;
 use tokio::sync::watch;
@@ -33,9 +35,11 @@ use tracing::{debug, info, warn};
 use crate::body::{HeadError, RecvBody, RecvGuard, read_head};
 use crate::config::TunnelSettings;
 use crate::fmt::{Secs, app_code_name};
+use crate::lookahead;
 use crate::proxy::{self, Addressing, TargetError};
 use crate::reply::{self, ResponseBody};
 use crate::request::{self, FreshIds};
+use crate::sniff::{self, SniffRequest};
 use crate::stats::{Counters, InFlight};
 use crate::tunnel::transport::OpenError;
 use crate::tunnel::{Tunnel, Unavailable};
@@ -90,34 +94,63 @@ async fn exchange(
     request_id: &str,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
     let target = proxy::resolve(addressing, &parts.method, &parts.uri, &parts.headers)
         .map_err(Failed::Target)?;
-    let envelope = request::build_envelope(
-        &shared.identity,
-        &target,
-        &parts.method,
-        &parts.headers,
-        ids,
-    );
-    let limits = &shared.settings.limits;
-    let envelope_bytes = envelope.to_bytes(limits).map_err(Failed::Unencodable)?;
+    let settings = &shared.settings;
+    let ahead = lookahead::read(
+        &mut body,
+        settings.sniff_limit,
+        settings.sniff_wait,
+        sniff::body_readable(&parts.headers),
+    )
+    .await
+    .map_err(Failed::AgentBody)?;
+    let intent = sniff::sniff(&SniffRequest {
+        method: &parts.method,
+        path: &target.path,
+        headers: &parts.headers,
+        body: &ahead.prefix(settings.sniff_limit),
+        complete: ahead.complete(settings.sniff_limit),
+    });
     debug!(
         %request_id,
         method = %parts.method,
         destination = %target.destination,
         path = %target.path,
+        intent = %format_args!(
+            "{} {} {} (flags {:#x})",
+            intent.protocol, intent.operation, intent.target, intent.flags.0
+        ),
         "forwarding request"
     );
+    let envelope = request::build_envelope(
+        &shared.identity,
+        &target,
+        &parts.method,
+        &parts.headers,
+        intent,
+        ids,
+    );
+    let limits = &settings.limits;
+    let envelope_bytes = envelope.to_bytes(limits).map_err(Failed::Unencodable)?;
 
-    let (send, mut recv) = open_stream(shared, envelope_bytes).await?;
+    // A body that ended within the look-ahead leaves with the envelope, in one write.
+    let ended = ahead.ended();
+    let first = if ended {
+        ahead.joined_after(envelope_bytes)
+    } else {
+        envelope_bytes
+    };
+    let (send, mut recv) = open_stream(shared, first).await?;
     let abort = UploadAbort::child_of(&shared.hard_stop);
     let (progress, progress_rx) = watch::channel(());
-    if body.is_end_stream() {
+    if ended {
         send.finish();
         drop(progress);
     } else {
         shared.tasks.spawn(upload(
+            ahead.into_chunks(),
             body,
             send,
             abort.clone(),
@@ -248,6 +281,9 @@ async fn open_stream(shared: &Shared, envelope: Bytes) -> Result<(SendGuard, Rec
 enum Failed {
     /// No usable destination (proxy listener) or a CONNECT.
     Target(TargetError),
+    /// Reading the look-ahead of the agent's body failed (it disconnected, or sent a
+    /// malformed chunked encoding); nothing was sent to the gateway.
+    AgentBody(hyper::Error),
     /// The request head cannot be put in an envelope (over a limit, invalid value).
     Unencodable(EncodeError),
     /// No connection to the gateway.
@@ -266,12 +302,16 @@ enum Failed {
 
 impl Failed {
     fn is_client_error(&self) -> bool {
-        matches!(self, Failed::Target(_) | Failed::Unencodable(_))
+        matches!(
+            self,
+            Failed::Target(_) | Failed::AgentBody(_) | Failed::Unencodable(_)
+        )
     }
 
     fn status(&self) -> StatusCode {
         match self {
             Failed::Target(t) => t.status(),
+            Failed::AgentBody(_) => StatusCode::BAD_REQUEST,
             Failed::Unencodable(EncodeError::Invalid(
                 Malformed::FieldTooLarge { .. }
                 | Malformed::TooManyHeaders { .. }
@@ -294,7 +334,7 @@ impl Failed {
     fn outcome(&self) -> &'static str {
         match self {
             Failed::Target(TargetError::Connect) => "method_not_allowed",
-            Failed::Target(_) | Failed::Unencodable(_) => "bad_request",
+            Failed::Target(_) | Failed::AgentBody(_) | Failed::Unencodable(_) => "bad_request",
             Failed::Unavailable(Unavailable::Stopped) => "shutting_down",
             Failed::Unavailable(_) => "no_connection",
             Failed::NoStreamCredit => "no_stream_credit",
@@ -311,6 +351,7 @@ impl Failed {
         let wait = Secs(shared.settings.connect_wait);
         let why = match self {
             Failed::Target(t) => t.message(),
+            Failed::AgentBody(e) => format!("reading the request body failed: {e}"),
             Failed::Unencodable(e) => format!("the request cannot be sent to the gateway: {e}"),
             Failed::Unavailable(Unavailable::NoConnection { cause }) => format!(
                 "no connection to the gateway {gw} for {wait}: {}; retrying",

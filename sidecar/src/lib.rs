@@ -15,9 +15,11 @@
 //!
 //! Modules: `config` (typed settings), `tunnel` (supervisor, backoff, close classification,
 //! the transport seam and the HTTP/2 transport), `listener` (accept loops, hyper), `proxy`
-//! (destination of a request, pure), `request` (envelope building, pure), `exchange` (one
-//! request over one stream), `upload` and `body` (the two directions of a stream), `reply`
-//! (responses to the agent), `stats`, `rt` (an owned executor for hyper's HTTP/2 tasks).
+//! (destination of a request, pure), `lookahead` (the bounded read of a body's first bytes),
+//! `sniff` (the protocol sniffer: MCP, A2A, OpenAI or HTTP, pure; see `INTENTS.md`),
+//! `request` (envelope building, pure), `exchange` (one request over one stream), `upload`
+//! and `body` (the two directions of a stream), `reply` (responses to the agent), `stats`,
+//! `rt` (an owned executor for hyper's HTTP/2 tasks).
 //!
 //! ```no_run
 //! # async fn run(config: aimux_sidecar::SidecarConfig) -> Result<(), aimux_sidecar::SidecarError> {
@@ -48,10 +50,13 @@ mod error;
 mod exchange;
 mod fmt;
 mod listener;
+mod lookahead;
 mod proxy;
 mod reply;
 mod request;
 mod rt;
+#[doc(hidden)]
+pub mod sniff;
 mod stats;
 mod tunnel;
 mod upload;
@@ -68,7 +73,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-pub use crate::config::{GatewayTarget, ListenerConfig, SidecarConfig, Transport, TunnelSettings};
+pub use crate::config::{
+    GatewayTarget, ListenerConfig, MAX_SNIFF_LIMIT, SidecarConfig, Transport, TunnelSettings,
+};
 pub use crate::error::SidecarError;
 pub use crate::stats::{ConnectionState, SidecarStats, StatsHandle};
 

@@ -2,14 +2,12 @@
 //! ids are drawn by the caller, so the same inputs always give the same envelope.
 //!
 //! Only the head is translated; the body follows the envelope on the stream byte for byte.
-//! The intent is `http METHOD PATH` for now; protocol sniffing (MCP, A2A, OpenAI) will refine
-//! it in [`build_envelope`] from a bounded body prefix.
+//! The intent comes from the sniffer (`sniff/`), which has seen the head and a bounded body
+//! prefix.
 
 use std::borrow::Cow;
 
-use aimux_wire::{
-    Header, HttpRequestHead, Intent, Protocol, RequestEnvelope, RequestId, TraceContext,
-};
+use aimux_wire::{Header, HttpRequestHead, Intent, RequestEnvelope, RequestId, TraceContext};
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 
@@ -62,6 +60,7 @@ const MAX_TRACESTATE: usize = 4096;
 ///
 /// - `identity`: the agent's SPIFFE ID, from its certificate (the gateway checks the claim
 ///   against the certificate it saw, SPEC.md §5.3);
+/// - `intent`: what the sniffer made of the request (SPEC.md §5.2, `sidecar/INTENTS.md`);
 /// - header fields are copied in order, minus hop-by-hop fields ([`is_hop_by_hop`]) and the
 ///   ones the envelope carries itself: `host` (the authority, as HTTP/2 carries `:authority`
 ///   instead of `Host`, RFC 9113 §8.3.1), `traceparent` and `tracestate` (their own fields,
@@ -74,6 +73,7 @@ pub(crate) fn build_envelope(
     target: &Target,
     method: &Method,
     headers: &HeaderMap,
+    intent: Intent,
     ids: &FreshIds,
 ) -> RequestEnvelope {
     let options = connection_options(headers);
@@ -98,11 +98,7 @@ pub(crate) fn build_envelope(
 
     let mut envelope = RequestEnvelope::http(target.destination.clone(), head);
     envelope.identity = Some(identity.to_owned());
-    envelope.intent = Some(Intent::new(
-        Protocol::Http,
-        method.as_str(),
-        path_without_query(&target.path),
-    ));
+    envelope.intent = Some(intent);
     envelope.trace = Some(trace_context(headers, ids));
     envelope.request_id = Some(RequestId::from(ids.request_id));
     envelope
@@ -199,13 +195,9 @@ fn method_name(method: &Method) -> Cow<'static, str> {
     )
 }
 
-fn path_without_query(path: &str) -> &str {
-    path.split_once('?').map_or(path, |(p, _)| p)
-}
-
 #[cfg(test)]
 mod tests {
-    use aimux_wire::{IntentFlags, Limits};
+    use aimux_wire::{IntentFlags, Limits, Protocol};
     use http::HeaderValue;
 
     use super::*;
@@ -218,6 +210,10 @@ mod tests {
             trace_id: [0xab; 16],
             span_id: [0xcd; 8],
         }
+    }
+
+    fn http_intent() -> Intent {
+        Intent::new(Protocol::Http, "POST", "/mcp")
     }
 
     fn target() -> Target {
@@ -248,14 +244,15 @@ mod tests {
             ("content-type", "application/json"),
             ("content-length", "17"),
         ]);
-        let env = build_envelope(ALICE, &target(), &Method::POST, &h, &ids());
+        let sniffed = Intent {
+            flags: IntentFlags::STREAMING,
+            ..Intent::new(Protocol::Mcp, "tools/call", "get_weather")
+        };
+        let env = build_envelope(ALICE, &target(), &Method::POST, &h, sniffed.clone(), &ids());
         assert_eq!(env.identity.as_deref(), Some(ALICE));
         assert_eq!(env.destination, "tools");
-        let intent = env.intent.as_ref().unwrap();
-        assert_eq!(intent.protocol, Protocol::Http);
-        assert_eq!(intent.operation, "POST");
-        assert_eq!(intent.target, "/mcp");
-        assert_eq!(intent.flags, IntentFlags::NONE);
+        // The sniffer's intent is carried as it is.
+        assert_eq!(env.intent.as_ref(), Some(&sniffed));
         assert_eq!(env.request_id, Some(RequestId::from([7; 16])));
         let head = env.http.as_ref().unwrap();
         assert_eq!(head.method, "POST");
@@ -282,14 +279,14 @@ mod tests {
             ("x-end-to-end", "kept"),
             ("authorization", "Bearer kept"),
         ]);
-        let env = build_envelope(ALICE, &target(), &Method::GET, &h, &ids());
+        let env = build_envelope(ALICE, &target(), &Method::GET, &h, http_intent(), &ids());
         assert_eq!(names(&env), ["x-end-to-end", "authorization"]);
     }
 
     #[test]
     fn repeated_fields_keep_their_order() {
         let h = headers(&[("accept", "a"), ("x-multi", "1"), ("x-multi", "2")]);
-        let env = build_envelope(ALICE, &target(), &Method::GET, &h, &ids());
+        let env = build_envelope(ALICE, &target(), &Method::GET, &h, http_intent(), &ids());
         let head = env.http.unwrap();
         let values: Vec<_> = head.headers.iter().map(|h| h.value.clone()).collect();
         assert_eq!(values, ["a", "1", "2"]);
@@ -303,7 +300,7 @@ mod tests {
             ("tracestate", "rojo=00f067aa0ba902b7"),
             ("tracestate", "congo=t61rcWkgMzE"),
         ]);
-        let env = build_envelope(ALICE, &target(), &Method::GET, &h, &ids());
+        let env = build_envelope(ALICE, &target(), &Method::GET, &h, http_intent(), &ids());
         let trace = env.trace.as_ref().unwrap();
         assert_eq!(trace.traceparent(), tp);
         assert_eq!(
@@ -325,7 +322,7 @@ mod tests {
                 "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             )]),
         ] {
-            let env = build_envelope(ALICE, &target(), &Method::GET, &h, &ids());
+            let env = build_envelope(ALICE, &target(), &Method::GET, &h, http_intent(), &ids());
             let trace = env.trace.unwrap();
             assert_eq!(trace.trace_id, [0xab; 16]);
             assert_eq!(trace.parent_id, [0xcd; 8]);
@@ -349,10 +346,24 @@ mod tests {
             path: "*".into(),
             ..target()
         };
-        let env = build_envelope(ALICE, &t, &Method::OPTIONS, &HeaderMap::new(), &ids());
-        assert_eq!(env.intent.as_ref().unwrap().target, "*");
+        let env = build_envelope(
+            ALICE,
+            &t,
+            &Method::OPTIONS,
+            &HeaderMap::new(),
+            http_intent(),
+            &ids(),
+        );
+        assert_eq!(env.http.as_ref().unwrap().path, "*");
         let purge = Method::from_bytes(b"PURGE").unwrap();
-        let env = build_envelope(ALICE, &target(), &purge, &HeaderMap::new(), &ids());
+        let env = build_envelope(
+            ALICE,
+            &target(),
+            &purge,
+            &HeaderMap::new(),
+            http_intent(),
+            &ids(),
+        );
         assert_eq!(env.http.as_ref().unwrap().method, "PURGE");
         env.to_bytes(&Limits::default()).unwrap();
     }

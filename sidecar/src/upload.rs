@@ -1,5 +1,5 @@
 //! The request side of a request stream: the envelope, then the agent's body copied frame by
-//! frame as it arrives, then FIN.
+//! frame as it arrives (starting with the chunks the look-ahead read), then FIN.
 //!
 //! Nothing is buffered beyond the chunk in hand (and, over HTTP/2, a few chunks in a bounded
 //! channel): a write waits for the transport's flow control, which stops hyper reading from
@@ -88,12 +88,15 @@ impl UploadAbort {
     }
 }
 
-/// Copies the agent's body into the stream and finishes it. Runs as its own task (owned by
-/// the sidecar's task tracker) so the request body and the response body flow at once.
+/// Copies the agent's body into the stream and finishes it: first `ahead`, the chunks the
+/// look-ahead already read (`lookahead.rs`), then the rest of `body` as it arrives. Runs as
+/// its own task (owned by the sidecar's task tracker) so the request body and the response
+/// body flow at once.
 ///
 /// `progress` ticks each time a chunk is accepted by the stream and is dropped when the upload
 /// ends, however it ends: the response timeout runs from there (see `exchange::head_deadline`).
 pub(crate) async fn upload(
+    ahead: Vec<Bytes>,
     mut body: Incoming,
     mut send: SendGuard,
     abort: UploadAbort,
@@ -101,7 +104,14 @@ pub(crate) async fn upload(
     request_id: String,
 ) {
     let mut sent: u64 = 0;
+    let mut ahead = ahead.into_iter();
     loop {
+        if let Some(chunk) = ahead.next() {
+            match write(&mut send, &abort, chunk, &mut sent, &progress, &request_id).await {
+                Written::Yes | Written::Abandoned => continue,
+                Written::Over => return,
+            }
+        }
         let frame = tokio::select! {
             biased;
             () = abort.token.cancelled() => {
@@ -133,38 +143,65 @@ pub(crate) async fn upload(
                 }
             },
         };
-        if chunk.is_empty() {
-            continue;
+        if let Written::Over =
+            write(&mut send, &abort, chunk, &mut sent, &progress, &request_id).await
+        {
+            return;
         }
-        let len = chunk.len() as u64;
-        let written = tokio::select! {
-            biased;
-            () = abort.token.cancelled() => continue,
-            written = send.write(chunk) => written,
-        };
-        match written {
-            Ok(()) => {
-                sent = sent.saturating_add(len);
-                progress.send_replace(());
-            }
-            Err(SendError::Stopped(code)) => {
-                // The gateway does not want (the rest of) the body, e.g. it refused the
-                // request; its response says why. quinn answers STOP_SENDING with a reset;
-                // over HTTP/2 the stream is over already.
-                send.done = true;
-                debug!(
-                    %request_id,
-                    sent,
-                    "the gateway stopped the request body ({})",
-                    code.map_or("no code", app_code_name)
-                );
-                return;
-            }
-            Err(e) => {
-                send.done = true;
-                debug!(%request_id, sent, "request body not sent: {e}");
-                return;
-            }
+    }
+}
+
+/// What became of one chunk.
+enum Written {
+    /// Accepted by the stream.
+    Yes,
+    /// Not written: the upload is being abandoned (the body loop resets the stream).
+    Abandoned,
+    /// The stream is over; the upload ends.
+    Over,
+}
+
+/// Writes one chunk (waiting for flow control unless the upload is abandoned meanwhile).
+async fn write(
+    send: &mut SendGuard,
+    abort: &UploadAbort,
+    chunk: Bytes,
+    sent: &mut u64,
+    progress: &watch::Sender<()>,
+    request_id: &str,
+) -> Written {
+    if chunk.is_empty() {
+        return Written::Yes;
+    }
+    let len = chunk.len() as u64;
+    let written = tokio::select! {
+        biased;
+        () = abort.token.cancelled() => return Written::Abandoned,
+        written = send.write(chunk) => written,
+    };
+    match written {
+        Ok(()) => {
+            *sent = sent.saturating_add(len);
+            progress.send_replace(());
+            Written::Yes
+        }
+        Err(SendError::Stopped(code)) => {
+            // The gateway does not want (the rest of) the body, e.g. it refused the
+            // request; its response says why. quinn answers STOP_SENDING with a reset;
+            // over HTTP/2 the stream is over already.
+            send.done = true;
+            debug!(
+                %request_id,
+                sent,
+                "the gateway stopped the request body ({})",
+                code.map_or("no code", app_code_name)
+            );
+            Written::Over
+        }
+        Err(e) => {
+            send.done = true;
+            debug!(%request_id, sent, "request body not sent: {e}");
+            Written::Over
         }
     }
 }

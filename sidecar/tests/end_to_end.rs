@@ -35,6 +35,7 @@ over_both!(
     a_revoked_agent_is_cut_off_and_refused_on_reconnect,
     a_request_in_flight_finishes_while_the_gateway_shuts_down,
     a_thousand_concurrent_requests_share_one_tunnel_connection,
+    access_rules_see_the_intent_the_sidecar_sniffed,
 );
 
 type UpBody = BoxBody<Bytes, Infallible>;
@@ -97,6 +98,22 @@ impl<S: futures_util::Stream<Item = Bytes>> MapOkFrames for S {}
 
 /// A real gateway with both tunnel listeners, service `echo` on `upstream`, all allowed.
 async fn gateway(mesh: &Mesh, upstream: SocketAddr) -> (Gateway, CancellationToken) {
+    let allow_all = AccessRuleConfig {
+        name: None,
+        from: None,
+        to: None,
+        intents: vec![],
+        action: Action::Allow,
+    };
+    gateway_with_access(mesh, upstream, vec![allow_all]).await
+}
+
+/// Like [`gateway`], with the given access rules.
+async fn gateway_with_access(
+    mesh: &Mesh,
+    upstream: SocketAddr,
+    access: Vec<AccessRuleConfig>,
+) -> (Gateway, CancellationToken) {
     let mut tunnel = TunnelConfig::new(mesh.gateway.identity().unwrap(), mesh.crl_path());
     tunnel.quic = Some("127.0.0.1:0".parse().unwrap());
     tunnel.h2 = Some("127.0.0.1:0".parse().unwrap());
@@ -113,14 +130,7 @@ async fn gateway(mesh: &Mesh, upstream: SocketAddr) -> (Gateway, CancellationTok
                 balance: Default::default(),
                 breaker: Default::default(),
             }],
-            routes: vec![],
-            access: vec![AccessRuleConfig {
-                name: None,
-                from: None,
-                to: None,
-                intents: vec![],
-                action: Action::Allow,
-            }],
+            access,
             ..Default::default()
         },
         audit: None,
@@ -145,8 +155,15 @@ struct Running {
 }
 
 async fn start(mesh: &Mesh, t: Transport, upstream: SocketAddr) -> Running {
+    start_with(mesh, t, gateway(mesh, upstream).await).await
+}
+
+async fn start_with(
+    mesh: &Mesh,
+    t: Transport,
+    (gw, gateway_stop): (Gateway, CancellationToken),
+) -> Running {
     init_tracing();
-    let (gw, gateway_stop) = gateway(mesh, upstream).await;
     let addr = match t {
         Transport::H2 => gw.h2_addr().unwrap(),
         _ => gw.quic_addr().unwrap(),
@@ -353,5 +370,55 @@ async fn a_thousand_concurrent_requests_share_one_tunnel_connection(t: Transport
         .expect("1000 requests finish within the bound");
     let stats = running.stats.snapshot();
     assert_eq!((stats.connects, stats.forwarded), (1, 1000));
+    running.stop().await;
+}
+
+/// The gateway's access rules match the intent the sidecar sniffed from the body: a rule
+/// that allows only `mcp tools/call a` lets tool `a` through to the upstream and refuses
+/// tool `b` (and every other request) with 403, whatever the path says.
+async fn access_rules_see_the_intent_the_sidecar_sniffed(t: Transport) {
+    let mesh = Mesh::new();
+    let (_events_tx, events_rx) = mpsc::channel(1);
+    let up = upstream(events_rx).await;
+    let only_tool_a = AccessRuleConfig {
+        name: None,
+        from: None,
+        to: None,
+        intents: vec!["mcp tools/call a".parse().unwrap()],
+        action: Action::Allow,
+    };
+    let running = start_with(
+        &mesh,
+        t,
+        gateway_with_access(&mesh, up, vec![only_tool_a]).await,
+    )
+    .await;
+    let call = |tool: &str| {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"arguments":{{}},"name":"{tool}"}}}}"#
+        );
+        let mut request = post("echo", "/mcp", body);
+        request
+            .headers_mut()
+            .insert("mcp-protocol-version", "2025-11-25".parse().unwrap());
+        request
+    };
+
+    let request = call("a");
+    let sent = request.body().clone();
+    let (parts, body) = fetch(running.echo, request).await;
+    assert_eq!(parts.status, 200, "{:?}", String::from_utf8_lossy(&body));
+    // The upstream echoed the body, byte for byte.
+    let sent = http_body_util::BodyExt::collect(sent)
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, sent);
+
+    for request in [call("b"), post("echo", "/mcp", "tools/call a")] {
+        let (parts, body) = fetch(running.echo, request).await;
+        assert_eq!(parts.status, 403, "{:?}", String::from_utf8_lossy(&body));
+        assert_eq!(parts.headers["x-aimux-outcome"], "denied_by_policy");
+    }
     running.stop().await;
 }

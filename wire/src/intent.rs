@@ -116,6 +116,14 @@ impl IntentFlags {
     pub const HEADER_BODY_MISMATCH: IntentFlags = IntentFlags(1 << 0);
     /// Bit 1: the request asks for a streamed reply (SSE, `"stream": true`).
     pub const STREAMING: IntentFlags = IntentFlags(1 << 1);
+    /// Bit 2: the body is a JSON-RPC batch (an array of requests); the intent describes its
+    /// first request.
+    pub const BATCH: IntentFlags = IntentFlags(1 << 2);
+    /// Bit 3: the body could not be read whole (larger than the sniffer's look-ahead,
+    /// compressed, or still arriving when the look-ahead ended), or a value was too long or
+    /// unprintable to carry: the intent is the best available from what was seen, and parts
+    /// of it may be missing.
+    pub const PARTIAL: IntentFlags = IntentFlags(1 << 3);
 
     /// True if every bit of `other` is set.
     #[must_use]
@@ -136,7 +144,7 @@ impl IntentFlags {
 pub struct Intent {
     /// The protocol spoken.
     pub protocol: Protocol,
-    /// Operation, e.g. `tools/call`, `SendMessage`, `chat.completions`; empty if unknown.
+    /// Operation, e.g. `tools/call`, `SendMessage`, `chat`; empty if unknown.
     pub operation: String,
     /// Target, e.g. a tool name, skill, model or path; empty if unknown.
     pub target: String,
@@ -236,6 +244,7 @@ mod tests {
         let i = read(F, b"\x01\x80\x00\x01\x00\x00").unwrap();
         assert_eq!(i.flags, IntentFlags(0x100));
         assert!(!i.flags.contains(IntentFlags::HEADER_BODY_MISMATCH));
+        assert!(!i.flags.contains(IntentFlags::PARTIAL));
         let too_big = Intent {
             flags: IntentFlags(u64::MAX),
             ..Intent::default()
@@ -244,6 +253,23 @@ mod tests {
             check(F, &too_big),
             Err(Malformed::VarintOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn defined_flag_bits() {
+        let all = IntentFlags::HEADER_BODY_MISMATCH
+            .union(IntentFlags::STREAMING)
+            .union(IntentFlags::BATCH)
+            .union(IntentFlags::PARTIAL);
+        assert_eq!(all, IntentFlags(0b1111));
+        let mut v = Vec::new();
+        let intent = Intent {
+            flags: IntentFlags::BATCH.union(IntentFlags::PARTIAL),
+            ..Intent::new(Protocol::Mcp, "tools/call", "a")
+        };
+        write(&mut Out(&mut v), &intent);
+        assert_eq!(v[1], 0x0c);
+        assert_eq!(read(F, &v).unwrap(), intent);
     }
 
     #[test]
