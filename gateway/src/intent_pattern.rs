@@ -59,6 +59,20 @@ impl IntentPattern {
         }
     }
 
+    /// Like [`matches_intent`](Self::matches_intent), but a hint whose target may be cut
+    /// short (flag `PARTIAL`: the sidecar saw only part of the body, or a value longer than
+    /// it carries) matches whatever the pattern's target says: deny rules use this, so that
+    /// a request cannot slip past one by being too long to read.
+    pub fn matches_intent_failing_closed(&self, intent: Option<&aimux_wire::Intent>) -> bool {
+        match intent {
+            Some(i) if i.flags.contains(aimux_wire::IntentFlags::PARTIAL) => {
+                self.protocol.as_deref().is_none_or(|p| p == i.protocol.as_str())
+                    && self.operation.matches_opt(non_empty(&i.operation))
+            }
+            other => self.matches_intent(other),
+        }
+    }
+
     /// True if the pattern matches every intent, including none at all.
     pub fn is_open(&self) -> bool {
         self.protocol.is_none() && self.operation.is_star() && self.target.is_star()

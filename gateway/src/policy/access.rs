@@ -87,7 +87,11 @@ fn matches(
             .to
             .as_ref()
             .is_none_or(|services| services.iter().any(|g| g.matches(service)))
-        && (rule.intents.is_empty() || rule.intents.iter().any(|p| p.matches_intent(intent)))
+        && (rule.intents.is_empty()
+            || rule.intents.iter().any(|p| match rule.action {
+                Action::Allow => p.matches_intent(intent),
+                Action::Deny => p.matches_intent_failing_closed(intent),
+            }))
 }
 
 /// The operator-facing reason of a refusal: who, what, where, and which rule (or none).
@@ -226,6 +230,22 @@ mod tests {
         assert_eq!(
             open.check(&foreign, "x", None),
             Verdict::Allowed { rule: 1 }
+        );
+    }
+
+    #[test]
+    fn deny_rules_fail_closed_on_partial_targets() {
+        let p = AccessPolicy::new(vec![
+            rule(None, None, &["mcp tools/call"], Action::Allow),
+            rule(None, None, &["mcp tools/call *_delete"], Action::Deny),
+        ]);
+        let alice = caller("spiffe://example.org/agent/alice");
+        let mut cut = Intent::new(Protocol::Mcp, "tools/call", "x".repeat(256));
+        assert_eq!(p.check(&alice, "t", Some(&cut)), Verdict::Allowed { rule: 1 });
+        cut.flags = aimux_wire::IntentFlags::PARTIAL;
+        assert_eq!(
+            p.check(&alice, "t", Some(&cut)),
+            Verdict::DeniedByRule { rule: 2 }
         );
     }
 
