@@ -110,8 +110,9 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
                 mesh::UpstreamProtocol::Http2 => gw::UpstreamProtocol::Http2,
                 mesh::UpstreamProtocol::Http3 => gw::UpstreamProtocol::Http3,
             },
-            balance: gw::Balance::default(),
-            breaker: gw::BreakerConfig::default(),
+            balance: service.balance,
+            breaker: service.breaker,
+            retries: service.retries,
         });
     }
     Ok(gw::PolicyConfig {

@@ -103,6 +103,15 @@ pub struct ServiceConfig {
     pub balance: Balance,
     /// When an upstream is taken out of rotation after failures, and for how long.
     pub breaker: BreakerConfig,
+    /// How many times a request that is safe to repeat (an idempotent method, no body) is
+    /// sent again, to another upstream if there is one, when the upstream could not be
+    /// reached or answered 503. Default 2.
+    pub retries: u32,
+}
+
+impl ServiceConfig {
+    /// The default number of retries of a request that is safe to repeat.
+    pub const DEFAULT_RETRIES: u32 = 2;
 }
 
 /// How a service's requests are spread over its upstreams. Upstreams whose circuit breaker

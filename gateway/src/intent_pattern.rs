@@ -66,7 +66,9 @@ impl IntentPattern {
     pub fn matches_intent_failing_closed(&self, intent: Option<&aimux_wire::Intent>) -> bool {
         match intent {
             Some(i) if i.flags.contains(aimux_wire::IntentFlags::PARTIAL) => {
-                self.protocol.as_deref().is_none_or(|p| p == i.protocol.as_str())
+                self.protocol
+                    .as_deref()
+                    .is_none_or(|p| p == i.protocol.as_str())
                     && self.operation.matches_opt(non_empty(&i.operation))
             }
             other => self.matches_intent(other),

@@ -129,6 +129,7 @@ async fn gateway_with_access(
                 protocol: UpstreamProtocol::Http1,
                 balance: Default::default(),
                 breaker: Default::default(),
+                retries: 2,
             }],
             access,
             ..Default::default()

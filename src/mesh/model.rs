@@ -124,6 +124,9 @@ pub(crate) struct Service {
     pub(crate) name: String,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) protocol: UpstreamProtocol,
+    pub(crate) balance: aimux_gateway::Balance,
+    pub(crate) retries: u32,
+    pub(crate) breaker: aimux_gateway::BreakerConfig,
 }
 
 /// Where a service's requests go.

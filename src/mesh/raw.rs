@@ -60,6 +60,19 @@ pub(crate) struct RawService {
     pub(crate) name: Spanned<String>,
     pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
     pub(crate) protocol: Option<Spanned<String>>,
+    /// `round_robin` (default) or `least_request`.
+    pub(crate) balance: Option<Spanned<String>>,
+    /// Retries of requests that are safe to repeat.
+    pub(crate) retries: Option<Spanned<i64>>,
+    pub(crate) breaker: Option<Spanned<RawBreaker>>,
+}
+
+/// `breaker = { failures = 5, cooldown = "10s" }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    pub(crate) failures: Option<Spanned<i64>>,
+    pub(crate) cooldown: Option<Spanned<String>>,
 }
 
 /// One `[[route]]`.

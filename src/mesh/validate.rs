@@ -456,10 +456,14 @@ impl Checker {
                     .one_of(p, "protocol", &UpstreamProtocol::ALL)
                     .unwrap_or(UpstreamProtocol::Http1),
             };
+            let (balance, retries, breaker) = self.resilience(&raw);
             services.push(Service {
                 name,
                 upstreams,
                 protocol,
+                balance,
+                retries,
+                breaker,
             });
         }
         services

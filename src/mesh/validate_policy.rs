@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::Checker;
 use crate::mesh::diagnostic::{Diagnostic, did_you_mean};
 use crate::mesh::model::{AccessRule, Action, RateLimit, Route, Semantic};
-use crate::mesh::raw::{RawAccess, RawIsolation, RawRateLimit, RawRoute, RawSemantic};
+use crate::mesh::raw::{RawAccess, RawIsolation, RawRateLimit, RawRoute, RawSemantic, RawService};
 
 /// Longest route timeout accepted: beyond an hour a request is better served by a job API.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -395,6 +395,59 @@ impl Checker {
             return None;
         }
         Some(config)
+    }
+
+    /// A service's balancing, retries and circuit breaker.
+    pub(super) fn resilience(
+        &mut self,
+        raw: &RawService,
+    ) -> (aimux_gateway::Balance, u32, aimux_gateway::BreakerConfig) {
+        use aimux_gateway::Balance;
+        let balance = match &raw.balance {
+            None => Balance::RoundRobin,
+            Some(b) => self
+                .one_of(
+                    b,
+                    "balance",
+                    &[
+                        ("round_robin", Balance::RoundRobin),
+                        ("least_request", Balance::LeastRequest),
+                    ],
+                )
+                .unwrap_or_default(),
+        };
+        let retries = match &raw.retries {
+            None => aimux_gateway::ServiceConfig::DEFAULT_RETRIES,
+            Some(r) if (0..=5).contains(r.get_ref()) => u32::try_from(*r.get_ref()).unwrap_or(0),
+            Some(r) => {
+                self.error_hint(
+                    r.span(),
+                    "service `retries` must be between 0 and 5",
+                    "retries multiply the load on an upstream that is already failing",
+                );
+                0
+            }
+        };
+        let mut breaker = aimux_gateway::BreakerConfig::default();
+        if let Some(b) = &raw.breaker {
+            let b = b.get_ref();
+            if let Some(f) = &b.failures {
+                match u32::try_from(*f.get_ref()) {
+                    Ok(n) if n <= 1000 => breaker.consecutive_failures = n,
+                    _ => self.error_hint(
+                        f.span(),
+                        "breaker `failures` must be between 0 and 1000",
+                        "0 turns the breaker off",
+                    ),
+                }
+            }
+            if let Some(c) = &b.cooldown
+                && let Some(d) = self.duration(c, "cooldown")
+            {
+                breaker.cooldown = d;
+            }
+        }
+        (balance, retries, breaker)
     }
 
     /// `"250ms"`, `"30s"`, `"5m"`.

@@ -169,6 +169,8 @@ pub(crate) enum Inner {
     Tunnel(TunnelBody),
     /// A dev-mode request's body.
     Dev(hyper::body::Incoming),
+    /// No body: a retried request that had none.
+    Empty,
 }
 
 impl Body for Inner {
@@ -182,6 +184,7 @@ impl Body for Inner {
         match self.get_mut() {
             Self::Tunnel(b) => Pin::new(b).poll_frame(cx),
             Self::Dev(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Empty => Poll::Ready(None),
         }
     }
 
@@ -189,6 +192,7 @@ impl Body for Inner {
         match self {
             Self::Tunnel(b) => b.is_end_stream(),
             Self::Dev(b) => b.is_end_stream(),
+            Self::Empty => true,
         }
     }
 
@@ -196,6 +200,7 @@ impl Body for Inner {
         match self {
             Self::Tunnel(b) => b.size_hint(),
             Self::Dev(b) => b.size_hint(),
+            Self::Empty => SizeHint::with_exact(0),
         }
     }
 }
@@ -207,6 +212,15 @@ impl RequestBody {
 
     pub(crate) fn dev(body: hyper::body::Incoming) -> Self {
         SignalEnd::new(Inner::Dev(body))
+    }
+
+    pub(crate) fn empty() -> Self {
+        SignalEnd::new(Inner::Empty)
+    }
+
+    /// True if nothing of the body is left to send (so the request can be sent again).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.is_end_stream()
     }
 }
 

@@ -112,6 +112,7 @@ pub(crate) struct Service {
     name: String,
     upstreams: Vec<Upstream>,
     balancer: Balancer,
+    retries: u32,
 }
 
 impl Service {
@@ -142,6 +143,7 @@ impl Service {
             name: cfg.name.clone(),
             upstreams,
             balancer,
+            retries: cfg.retries.min(MAX_RETRIES),
         })
     }
 
@@ -237,6 +239,15 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) response_timeout: Option<Duration>,
 }
 
+/// What stays the same across the attempts of one request.
+#[derive(Debug)]
+struct Fixed<'a> {
+    target: &'a str,
+    caller: &'a Caller,
+    trace: Option<&'a TraceContext>,
+    response_timeout: Option<Duration>,
+}
+
 /// Why a request got no response head.
 #[derive(Debug)]
 pub(crate) enum ForwardError {
@@ -276,6 +287,62 @@ impl Forwarder {
         service: &Service,
         out: Outgoing<'_>,
     ) -> Result<Response<ResponseBody>, ForwardError> {
+        // RFC 9110 §9.2.2: a request with an idempotent method can be sent again when the
+        // first attempt may or may not have reached the server; a body already streamed
+        // cannot, so only bodyless requests are retried.
+        let Outgoing {
+            method,
+            target,
+            headers,
+            body,
+            caller,
+            trace,
+            response_timeout,
+        } = out;
+        let fixed = Fixed {
+            target,
+            caller,
+            trace,
+            response_timeout,
+        };
+        let retryable = method.is_idempotent() && body.is_empty();
+        let attempts = if retryable { 1 + service.retries } else { 1 };
+        let retry_parts = retryable.then(|| (method.clone(), headers.clone()));
+        let mut result = self.attempt(service, method, headers, body, &fixed).await;
+        for attempt in 1..attempts {
+            let Some((method, headers)) = &retry_parts else {
+                break;
+            };
+            let again = match &result {
+                Err(ForwardError::Refused(r)) => r.outcome == Outcome::UpstreamUnreachable,
+                Ok(response) => response.status() == StatusCode::SERVICE_UNAVAILABLE,
+                Err(ForwardError::Cancelled(_)) => false,
+            };
+            if !again {
+                break;
+            }
+            // A short, jittered pause: the next pick avoids an upstream whose breaker
+            // opened, and a restarting one gets a moment.
+            let pause = RETRY_BACKOFF.mul_f64(0.5 + rand_unit());
+            tokio::time::sleep(pause).await;
+            tracing::debug!(service = %service.name, attempt, "retrying an idempotent request");
+            let body = RequestBody::empty();
+            result = self
+                .attempt(service, method.clone(), headers.clone(), body, &fixed)
+                .await;
+        }
+        result
+    }
+
+    /// One attempt at one upstream.
+    async fn attempt(
+        &self,
+        service: &Service,
+        method: Method,
+        headers: HeaderMap,
+        body: RequestBody,
+        out: &Fixed<'_>,
+    ) -> Result<Response<ResponseBody>, ForwardError> {
         let (upstream, mut lease) = service.pick(Instant::now()).map_err(|e| {
             let outcome = match e {
                 Unavailable::NoUpstreams => Outcome::NoRoute,
@@ -295,13 +362,13 @@ impl Forwarder {
                 "the caller's identity cannot be sent as a header",
             ))
         })?;
-        let mut headers = out.headers;
+        let mut headers = headers;
         headers::prepare_request(&mut headers, &upstream.host, &identity, out.trace);
         let head_timeout = out.response_timeout.unwrap_or(self.response_head_timeout);
-        let mut body = out.body;
+        let mut body = body;
         let body_sent = body.end_signal();
         let mut request = Request::new(body);
-        *request.method_mut() = out.method;
+        *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
 
@@ -358,6 +425,20 @@ impl Forwarder {
     }
 }
 
+/// The most retries a service may ask for: each is another attempt at a struggling upstream.
+const MAX_RETRIES: u32 = 5;
+
+/// The base pause before a retry (jittered between half and one and a half of it).
+const RETRY_BACKOFF: Duration = Duration::from_millis(25);
+
+/// A number in [0, 1) from the clock's low bits: retry jitter needs spread, not secrecy.
+fn rand_unit() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
 /// The statuses of an upstream that is down, overloaded or restarting (often sent by a
 /// proxy in front of it) count against its breaker; every other status is the
 /// application's answer.
@@ -379,6 +460,7 @@ mod tests {
             protocol,
             balance: Default::default(),
             breaker: Default::default(),
+            retries: 2,
         }
     }
 

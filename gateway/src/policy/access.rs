@@ -241,7 +241,10 @@ mod tests {
         ]);
         let alice = caller("spiffe://example.org/agent/alice");
         let mut cut = Intent::new(Protocol::Mcp, "tools/call", "x".repeat(256));
-        assert_eq!(p.check(&alice, "t", Some(&cut)), Verdict::Allowed { rule: 1 });
+        assert_eq!(
+            p.check(&alice, "t", Some(&cut)),
+            Verdict::Allowed { rule: 1 }
+        );
         cut.flags = aimux_wire::IntentFlags::PARTIAL;
         assert_eq!(
             p.check(&alice, "t", Some(&cut)),

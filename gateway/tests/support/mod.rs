@@ -121,6 +121,7 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
         protocol: UpstreamProtocol::Http1,
         balance: Default::default(),
         breaker: Default::default(),
+        retries: 2,
     }
 }
 

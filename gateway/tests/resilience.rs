@@ -1,0 +1,101 @@
+//! Upstream resilience through the dev-mode listener: retries of requests that are safe to
+//! repeat, the circuit breaker taking a dead upstream out of rotation, and least-request
+//! balancing, against a real upstream and a real closed port.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use aimux_gateway::{Balance, BreakerConfig};
+use bytes::Bytes;
+use support::{Mesh, Running, closed_port, config, http_get, service, upstream};
+
+const ALICE: (&str, &str) = ("x-aimux-identity", "alice");
+
+#[tokio::test]
+async fn retries_safe_requests_and_the_breaker_takes_a_dead_upstream_out() {
+    let mesh = Mesh::new();
+    let up = upstream::start().await;
+    let mut cfg = config(&mesh, up.addr);
+    let mut flaky = service("flaky", format!("http://{}", closed_port()));
+    flaky
+        .upstreams
+        .push(format!("http://{}/svc/flaky", up.addr).parse().unwrap());
+    flaky.breaker = BreakerConfig {
+        consecutive_failures: 3,
+        cooldown: Duration::from_secs(60),
+    };
+    cfg.policy.services.push(flaky);
+    let gw = Running::start(cfg).await;
+    let dev = gw.dev.unwrap();
+    let host = ("host", "flaky");
+
+    // GETs are idempotent and bodyless: one that lands on the dead upstream is retried on
+    // the live one, so every one succeeds.
+    for i in 0..4 {
+        let (status, headers, _) = http_get(dev, "/get", &[host, ALICE], None).await;
+        assert_eq!(status, 200, "GET {i}");
+        assert_eq!(headers["x-seen-path"], "/svc/flaky/get");
+    }
+    // The breaker has seen the dead upstream fail (twice, round robin) and a POST with a
+    // body is never retried: until the breaker opens, a POST can fail; once it is open
+    // (three failures), every POST goes to the live upstream.
+    let mut failed_posts = 0;
+    for _ in 0..6 {
+        let (status, headers, _) = http_get(
+            dev,
+            "/post",
+            &[host, ALICE],
+            Some(Bytes::from_static(b"not replayable")),
+        )
+        .await;
+        if status != 200 {
+            assert_eq!(headers["x-aimux-outcome"], "upstream_unreachable");
+            failed_posts += 1;
+        }
+    }
+    assert!(
+        failed_posts <= 1,
+        "{failed_posts} POSTs failed after the breaker should have opened"
+    );
+    for _ in 0..6 {
+        let (status, _, _) =
+            http_get(dev, "/post", &[host, ALICE], Some(Bytes::from_static(b"x"))).await;
+        assert_eq!(
+            status, 200,
+            "the open breaker keeps requests off the dead upstream"
+        );
+    }
+    let admin = gw.admin.unwrap();
+    let (_, _, metrics) = http_get(admin, "/metrics", &[], None).await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("aimux_gateway_upstream_breaker_open{")
+                && l.contains("service=\"flaky\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_whose_upstreams_are_all_down_answers_after_bounded_retries() {
+    let mesh = Mesh::new();
+    let up = upstream::start().await;
+    let mut cfg = config(&mesh, up.addr);
+    let mut dead = service("gone", format!("http://{}", closed_port()));
+    dead.balance = Balance::LeastRequest;
+    dead.retries = 2;
+    cfg.policy.services.push(dead);
+    let gw = Running::start(cfg).await;
+    let (status, headers, body) =
+        http_get(gw.dev.unwrap(), "/", &[("host", "gone"), ALICE], None).await;
+    assert_eq!(status, 502);
+    assert_eq!(headers["x-aimux-outcome"], "upstream_unreachable");
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("refused the connection"), "{text}");
+    gw.stop().await.unwrap();
+}
