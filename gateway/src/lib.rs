@@ -36,6 +36,7 @@ mod policy;
 mod quic;
 mod revocation;
 mod rt;
+pub mod semantic;
 mod shared;
 mod tunnel;
 
