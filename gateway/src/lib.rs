@@ -38,6 +38,7 @@ mod policy;
 mod quic;
 mod revocation;
 mod rt;
+pub mod semantic;
 mod shared;
 mod snapshot;
 mod tunnel;
