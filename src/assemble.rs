@@ -131,6 +131,15 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
                 .collect(),
         },
         isolation: mesh.isolation,
+        semantic: gw::semantic::SemanticConfig {
+            model_dir: mesh.semantic.model.clone(),
+            cache_capacity: mesh
+                .semantic
+                .cache
+                .unwrap_or(gw::semantic::SemanticConfig::DEFAULT_CACHE_CAPACITY),
+            min_score: mesh.semantic.min_score,
+            margin: mesh.semantic.margin,
+        },
     })
 }
 

@@ -120,7 +120,13 @@ async fn apply(
     let policy = assemble::policy(&mesh, builtins)
         .await
         .map_err(|e| format!("{e:#}"))?;
-    reloader.reload(policy).map_err(|e| e.to_string())?;
+    // Building a snapshot may load the embedding model and embed every example: off the
+    // async workers.
+    let reloader = reloader.clone();
+    tokio::task::spawn_blocking(move || reloader.reload(policy))
+        .await
+        .map_err(|e| format!("the reload task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     info!(file = %path.display(), "mesh file reloaded");
     Ok(mesh)
 }

@@ -12,6 +12,7 @@ use crate::audit::AuditConfig;
 use crate::intent_pattern::{Glob, IntentPattern};
 use crate::limits::isolation::IsolationConfig;
 use crate::limits::rate::RateLimitConfig;
+use crate::semantic::SemanticConfig;
 
 /// Everything the gateway needs to run.
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub struct PolicyConfig {
     pub rate_limits: RateLimitConfig,
     /// Cutting off callers whose requests are mostly denied or failing; `None` turns it off.
     pub isolation: Option<IsolationConfig>,
+    /// How semantic routes compare intents with their examples.
+    pub semantic: SemanticConfig,
 }
 
 /// The tunnel listeners for sidecars (SPEC.md §12): the same certificate, client verifier,

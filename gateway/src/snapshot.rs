@@ -59,8 +59,12 @@ pub(crate) fn build(config: PolicyConfig) -> Result<Snapshot, GatewayError> {
     if access.rules().is_empty() {
         warn!("no access rules are configured: every request will be denied");
     }
-    let has_semantic = router.semantic_routes().next().is_some();
-    let semantic = has_semantic.then(|| Arc::new(SemanticRouter::default()));
+    let semantic = SemanticRouter::new(&config.semantic, &router)
+        .map_err(|e| GatewayError::Semantic(e.to_string()))?
+        .map(Arc::new);
+    if let Some(s) = &semantic {
+        info!("semantic routing: {}", s.backend());
+    }
     Ok(Snapshot {
         policy: Policy { router, access },
         services,

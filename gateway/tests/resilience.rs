@@ -3,6 +3,7 @@
 //! balancing, against a real upstream and a real closed port.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[allow(unused_macros, unused_imports)] // the transport macro is for the tunnel tests
 mod support;
 
 use std::time::Duration;
