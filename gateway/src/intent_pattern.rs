@@ -205,19 +205,16 @@ impl Glob {
                 if b.get(j) == Some(&'*') {
                     reach[i][j + 1] = true;
                 }
-                match (a.get(i), b.get(j)) {
-                    (Some(x), Some(y)) => {
-                        // One common character: a star consumes it and stays.
-                        let (x_star, y_star) = (*x == '*', *y == '*');
-                        if x_star && !y_star {
-                            reach[i][j + 1] = true;
-                        } else if y_star && !x_star {
-                            reach[i + 1][j] = true;
-                        } else if !x_star && (*x == '?' || *y == '?' || x == y) {
-                            reach[i + 1][j + 1] = true;
-                        }
+                if let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+                    // One common character: a star consumes it and stays.
+                    let (x_star, y_star) = (*x == '*', *y == '*');
+                    if x_star && !y_star {
+                        reach[i][j + 1] = true;
+                    } else if y_star && !x_star {
+                        reach[i + 1][j] = true;
+                    } else if !x_star && (*x == '?' || *y == '?' || x == y) {
+                        reach[i + 1][j + 1] = true;
                     }
-                    _ => {}
                 }
             }
         }

@@ -164,10 +164,10 @@ where
         Poll::Ready(None) => Ok(true),
         Poll::Ready(Some(Err(e))) => Err(e),
         Poll::Ready(Some(Ok(frame))) => {
-            if let Ok(chunk) = frame.into_data() {
-                if !chunk.is_empty() {
-                    ahead.push(chunk);
-                }
+            if let Ok(chunk) = frame.into_data()
+                && !chunk.is_empty()
+            {
+                ahead.push(chunk);
             }
             Ok(body.is_end_stream())
         }

@@ -101,10 +101,10 @@ pub(crate) fn resolve(
     if method == Method::CONNECT {
         return Err(TargetError::Connect);
     }
-    if let (Addressing::Proxy, Some(scheme)) = (addressing, uri.scheme_str()) {
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(TargetError::UnsupportedScheme(scheme.to_owned()));
-        }
+    if let (Addressing::Proxy, Some(scheme)) = (addressing, uri.scheme_str())
+        && !scheme.eq_ignore_ascii_case("http")
+    {
+        return Err(TargetError::UnsupportedScheme(scheme.to_owned()));
     }
     let authority = request_authority(uri, headers)?;
     let destination = match addressing {

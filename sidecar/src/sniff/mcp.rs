@@ -86,12 +86,14 @@ pub(super) fn intent<'a>(method: &Method, hints: &'a Hints<'a>, body: &'a Body<'
             d.target = target.map_or(Cow::Borrowed(""), Cow::Borrowed);
             // MCP 2026-07-28: when the look-ahead ended before the name, a header the
             // server validates is the best remaining source.
-            if target.is_none() && body.is_cut() && hints.validated_mcp_headers() {
-                if let (Some(hm), Some(hn)) = (hints.mcp_method.value(), hints.mcp_name.value()) {
-                    if hm == m && names_target(m) {
-                        d.target = Cow::Borrowed(hn);
-                    }
-                }
+            if target.is_none()
+                && body.is_cut()
+                && hints.validated_mcp_headers()
+                && let (Some(hm), Some(hn)) = (hints.mcp_method.value(), hints.mcp_name.value())
+                && hm == m
+                && names_target(m)
+            {
+                d.target = Cow::Borrowed(hn);
             }
         }
         // The body cannot tell (compressed, or cut before `method`).

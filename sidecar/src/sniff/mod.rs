@@ -90,10 +90,10 @@ fn classify<'a>(
         return a2a::intent(method, path, body, true);
     }
     // 2. Paths.
-    if method == Method::POST {
-        if let Some(endpoint) = openai::endpoint(path) {
-            return openai::intent(endpoint, body);
-        }
+    if method == Method::POST
+        && let Some(endpoint) = openai::endpoint(path)
+    {
+        return openai::intent(endpoint, body);
     }
     if a2a::by_path(method, path) {
         return a2a::intent(method, path, body, false);
