@@ -206,6 +206,12 @@ pub(crate) fn sidecar(mesh: &Mesh, name: &str) -> anyhow::Result<sc::SidecarConf
             })
             .collect(),
         proxy: agent.proxy,
-        tunnel: sc::TunnelSettings::default(),
+        tunnel: {
+            let mut t = sc::TunnelSettings::default();
+            if let Some(limit) = agent.sniff_limit {
+                t.sniff_limit = limit;
+            }
+            t
+        },
     })
 }

@@ -80,6 +80,8 @@ pub(crate) struct Agent {
     pub(crate) proxy: Option<SocketAddr>,
     /// How the sidecar reaches the gateway.
     pub(crate) transport: Transport,
+    /// Bytes of each request body read ahead to classify it; `None`: the sidecar default.
+    pub(crate) sniff_limit: Option<usize>,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
 }

@@ -43,6 +43,8 @@ pub(crate) struct RawAgent {
     pub(crate) transport: Option<Spanned<String>>,
     pub(crate) cert: Option<Spanned<String>>,
     pub(crate) key: Option<Spanned<String>>,
+    /// Bytes of each request body the sidecar reads ahead to classify it (default 64 KiB).
+    pub(crate) sniff_limit: Option<Spanned<i64>>,
 }
 
 /// `{ listen = "127.0.0.1:15001", service = "echo" }` inside an agent's `listeners`.

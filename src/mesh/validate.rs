@@ -415,11 +415,26 @@ impl Checker {
                 at,
             };
             self.require_certificate(owner, &cert, &key, bootstrap && raw.cert.is_none());
+            let sniff_limit = raw.sniff_limit.as_ref().and_then(|n| {
+                let max = aimux_sidecar::MAX_SNIFF_LIMIT;
+                match usize::try_from(*n.get_ref()) {
+                    Ok(v) if v <= max => Some(v),
+                    _ => {
+                        self.error_hint(
+                            n.span(),
+                            format!("sniff_limit = {} is out of range", n.get_ref()),
+                            format!("use 0 (classify by method and path only) to {max} bytes; the default is 65536"),
+                        );
+                        None
+                    }
+                }
+            });
             agents.push(Agent {
                 name,
                 listeners,
                 proxy,
                 transport,
+                sniff_limit,
                 cert,
                 key,
             });
