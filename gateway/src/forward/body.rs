@@ -224,54 +224,92 @@ impl RequestBody {
     }
 }
 
-/// A body that can tell when it has been sent whole: the moment from which an upstream
-/// owes its response head.
+/// Something to do once, when a body has ended: read whole, failed, or known to be empty
+/// (such a body may never be polled at all).
+pub(crate) trait AtEnd {
+    fn at_end(self);
+}
+
+/// The request side: tells the forwarder the body has been sent whole, the moment from
+/// which an upstream owes its response head.
+impl AtEnd for oneshot::Sender<()> {
+    fn at_end(self) {
+        let _ = self.send(());
+    }
+}
+
+/// The response side: gives back the upstream's lease, so that a streamed response (SSE, a
+/// long download) counts as a request in flight on that upstream until it ends, which is
+/// what least-request balancing needs to see.
+impl AtEnd for Lease {
+    fn at_end(self) {}
+}
+
+/// A body that runs an [`AtEnd`] hook when it ends (or drops it unrun when dropped early:
+/// a dropped sender also wakes its receiver, a dropped lease is given back).
 #[derive(Debug)]
-pub(crate) struct SignalEnd<B> {
+pub(crate) struct OnEnd<B, T> {
     inner: B,
-    ended: Option<oneshot::Sender<()>>,
+    hook: Option<T>,
+}
+
+/// A request body that signals its end.
+pub(crate) type SignalEnd<B> = OnEnd<B, oneshot::Sender<()>>;
+
+/// A response body that holds its upstream's lease until it ends.
+pub(crate) type Leased<B> = OnEnd<B, Lease>;
+
+impl<B: Body + Unpin, T: AtEnd> OnEnd<B, T> {
+    fn fire(&mut self) {
+        if let Some(hook) = self.hook.take() {
+            hook.at_end();
+        }
+    }
+
+    fn with_hook(inner: B, hook: Option<T>) -> Self {
+        let mut body = Self { inner, hook };
+        if body.inner.is_end_stream() {
+            body.fire();
+        }
+        body
+    }
 }
 
 impl<B: Body + Unpin> SignalEnd<B> {
     fn new(inner: B) -> Self {
-        Self { inner, ended: None }
+        Self::with_hook(inner, None)
     }
 
     /// Resolves once the whole body has been handed out (or it failed, or the client
     /// dropped it).
     pub(crate) fn end_signal(&mut self) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.ended = Some(tx);
-        // An empty body may never be polled at all.
+        self.hook = Some(tx);
         if self.inner.is_end_stream() {
             self.fire();
         }
         rx
     }
+}
 
-    fn fire(&mut self) {
-        if let Some(tx) = self.ended.take() {
-            let _ = tx.send(());
-        }
+impl<B: Body + Unpin> Leased<B> {
+    pub(crate) fn new(inner: B, lease: Lease) -> Self {
+        Self::with_hook(inner, Some(lease))
     }
 }
 
-impl<B> Body for SignalEnd<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
+impl<B: Body + Unpin, T: AtEnd + Unpin> Body for OnEnd<B, T> {
+    type Data = B::Data;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
-            // Sent whole, or never will be: either way the wait for the head starts.
+            // Sent whole, or never will be: either way the hook runs.
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.fire(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.fire(),
             Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
@@ -290,50 +328,6 @@ where
 
 /// The body of an upstream's response.
 pub(crate) type ResponseBody = Leased<hyper::body::Incoming>;
-
-/// A response body that holds its upstream's [`Lease`] until the body ends, fails or is
-/// dropped: a streamed response (SSE, a long download) keeps counting as a request in flight
-/// on that upstream, which is what least-request balancing needs to see.
-#[derive(Debug)]
-pub(crate) struct Leased<B> {
-    inner: B,
-    lease: Option<Lease>,
-}
-
-impl<B: Body + Unpin> Leased<B> {
-    pub(crate) fn new(inner: B, lease: Lease) -> Self {
-        // A body already known to be empty may never be polled (HEAD, 204, 304).
-        let lease = (!inner.is_end_stream()).then_some(lease);
-        Self { inner, lease }
-    }
-}
-
-impl<B: Body + Unpin> Body for Leased<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => this.lease = None,
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.lease = None,
-            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -354,10 +348,10 @@ mod tests {
 
     #[tokio::test]
     async fn known_ends_signal_without_an_extra_poll() {
-        let mut empty = SignalEnd::new(Empty::<Bytes>::new().map_err(|e| match e {}));
+        let mut empty = SignalEnd::new(Empty::<Bytes>::new().map_err(BoxError::from));
         assert_eq!(empty.end_signal().try_recv(), Ok(()));
 
-        let mut full = SignalEnd::new(Full::new(Bytes::from_static(b"x")).map_err(|e| match e {}));
+        let mut full = SignalEnd::new(Full::new(Bytes::from_static(b"x")).map_err(BoxError::from));
         let mut ended = full.end_signal();
         assert!(full.frame().await.is_some());
         assert_eq!(ended.try_recv(), Ok(()));
