@@ -203,6 +203,11 @@ pub(crate) fn sidecar(mesh: &Mesh, name: &str) -> anyhow::Result<sc::SidecarConf
             .map(|l| sc::ListenerConfig {
                 listen: l.listen,
                 service: l.service.clone(),
+                kind: if l.tcp {
+                    sc::ListenerKind::Tcp
+                } else {
+                    sc::ListenerKind::Http
+                },
             })
             .collect(),
         proxy: agent.proxy,

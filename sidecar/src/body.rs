@@ -43,6 +43,15 @@ impl RecvGuard {
         }
     }
 
+    /// The next chunk of the stream (at most `max` bytes); `None` at its end (FIN).
+    pub(crate) async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, RecvError> {
+        let chunk = self.stream.read_chunk(max).await?;
+        if chunk.is_none() {
+            self.done = true;
+        }
+        Ok(chunk)
+    }
+
     /// Tells the gateway to stop sending (STOP_SENDING, RFC 9000 §3.5) with `code`; over
     /// HTTP/2 the stream is reset (RST_STREAM) without the code.
     pub(crate) fn stop(&mut self, code: u32) {

@@ -83,6 +83,20 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// The destination service of every request on this listener, e.g. `tools`.
     pub service: String,
+    /// What the agent speaks to it: HTTP (sniffed, one stream per request) or raw TCP (one
+    /// opaque stream per connection).
+    pub kind: ListenerKind,
+}
+
+/// What a listener carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerKind {
+    /// HTTP/1.1 requests, each classified and carried as its own stream.
+    #[default]
+    Http,
+    /// Any bytes: each TCP connection is one opaque stream with intent `tcp SERVICE`, its
+    /// half-closes carried both ways.
+    Tcp,
 }
 
 /// How the tunnel behaves. Start from [`TunnelSettings::default()`] and adjust fields.

@@ -258,7 +258,10 @@ async fn head_deadline(mut progress: watch::Receiver<()>, limit: Duration) {
 /// Nothing of the agent's request has been consumed yet, so if the connection turns out to
 /// be dead (the gateway restarted and the supervisor has not noticed), the next connection is
 /// awaited and the stream opened there instead.
-async fn open_stream(shared: &Shared, envelope: Bytes) -> Result<(SendGuard, RecvGuard), Failed> {
+pub(crate) async fn open_stream(
+    shared: &Shared,
+    envelope: Bytes,
+) -> Result<(SendGuard, RecvGuard), Failed> {
     let deadline = Instant::now() + shared.settings.connect_wait;
     let mut failed = None;
     loop {
@@ -278,7 +281,7 @@ async fn open_stream(shared: &Shared, envelope: Bytes) -> Result<(SendGuard, Rec
 
 /// Why a request could not be completed.
 #[derive(Debug)]
-enum Failed {
+pub(crate) enum Failed {
     /// No usable destination (proxy listener) or a CONNECT.
     Target(TargetError),
     /// Reading the look-ahead of the agent's body failed (it disconnected, or sent a
@@ -346,7 +349,7 @@ impl Failed {
         }
     }
 
-    fn message(&self, shared: &Shared) -> String {
+    pub(crate) fn message(&self, shared: &Shared) -> String {
         let gw = shared.gateway;
         let wait = Secs(shared.settings.connect_wait);
         let why = match self {

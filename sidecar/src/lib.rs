@@ -52,6 +52,7 @@ mod fmt;
 mod listener;
 mod lookahead;
 mod proxy;
+mod raw;
 mod reply;
 mod request;
 mod rt;
@@ -74,7 +75,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 pub use crate::config::{
-    GatewayTarget, ListenerConfig, MAX_SNIFF_LIMIT, SidecarConfig, Transport, TunnelSettings,
+    GatewayTarget, ListenerConfig, ListenerKind, MAX_SNIFF_LIMIT, SidecarConfig, Transport,
+    TunnelSettings,
 };
 pub use crate::error::SidecarError;
 pub use crate::stats::{ConnectionState, SidecarStats, StatsHandle};
@@ -139,7 +141,10 @@ impl Sidecar {
         let (tls, verifier) = tunnel::tls_config(&identity, trust, &gateway)?;
         let mut bound = Vec::with_capacity(listeners.len() + 1);
         for l in listeners {
-            bound.push(BoundListener::bind(l.listen, Addressing::Service(l.service)).await?);
+            let mut listener =
+                BoundListener::bind(l.listen, Addressing::Service(l.service)).await?;
+            listener.set_tcp(l.kind == ListenerKind::Tcp);
+            bound.push(listener);
         }
         if let Some(listen) = proxy {
             bound.push(BoundListener::bind(listen, Addressing::Proxy).await?);

@@ -35,6 +35,8 @@ pub(crate) struct BoundListener {
     listener: TcpListener,
     addr: SocketAddr,
     addressing: Arc<Addressing>,
+    /// Raw TCP: each connection is one opaque stream (`raw.rs`), not HTTP.
+    tcp: bool,
 }
 
 impl BoundListener {
@@ -64,7 +66,13 @@ impl BoundListener {
             listener,
             addr,
             addressing: Arc::new(addressing),
+            tcp: false,
         })
+    }
+
+    /// Makes this a raw TCP listener.
+    pub(crate) fn set_tcp(&mut self, tcp: bool) {
+        self.tcp = tcp;
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -95,6 +103,16 @@ impl BoundListener {
                 accepted = self.listener.accept() => accepted,
             };
             match accepted {
+                Ok((tcp, peer)) if self.tcp => {
+                    if let Addressing::Service(service) = &*self.addressing {
+                        tasks.spawn(crate::raw::serve(
+                            Arc::clone(&shared),
+                            service.clone(),
+                            tcp,
+                            peer,
+                        ));
+                    }
+                }
                 Ok((tcp, peer)) => {
                     let conn = Connection {
                         shared: Arc::clone(&shared),

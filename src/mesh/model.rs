@@ -119,6 +119,8 @@ impl Gateway {
 pub(crate) struct Listener {
     pub(crate) listen: SocketAddr,
     pub(crate) service: String,
+    /// `protocol = "tcp"`: raw TCP, one opaque stream per connection.
+    pub(crate) tcp: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -53,6 +53,8 @@ pub(crate) struct RawAgent {
 pub(crate) struct RawListener {
     pub(crate) listen: Spanned<String>,
     pub(crate) service: Spanned<String>,
+    /// `http` (default) or `tcp`.
+    pub(crate) protocol: Option<Spanned<String>>,
 }
 
 /// One `[[service]]`.

@@ -373,8 +373,18 @@ impl Checker {
                     self.claim_port(listens, listen, &what, l.listen.span());
                 }
                 let service = self.service_ref(&l.service, services);
+                let tcp = match &l.protocol {
+                    None => false,
+                    Some(p) => self
+                        .one_of(p, "protocol", &[("http", false), ("tcp", true)])
+                        .unwrap_or(false),
+                };
                 if let (Some(listen), Some(service)) = (listen, service) {
-                    listeners.push(Listener { listen, service });
+                    listeners.push(Listener {
+                        listen,
+                        service,
+                        tcp,
+                    });
                 }
             }
             let proxy = raw.proxy.as_ref().and_then(|p| {
@@ -626,8 +636,9 @@ impl Checker {
             return None;
         }
         let parsed = text.parse::<http::Uri>().ok().filter(|u| {
-            matches!(u.scheme_str(), Some("http" | "https"))
+            matches!(u.scheme_str(), Some("http" | "https" | "tcp"))
                 && u.host().is_some_and(|h| !h.is_empty())
+                && (u.scheme_str() != Some("tcp") || (u.port().is_some() && u.path() == "/"))
         });
         if parsed.is_some() {
             return Some(Upstream::Url(text.clone()));
@@ -635,7 +646,7 @@ impl Checker {
         self.error_hint(
             url.span(),
             format!("`{text}` is not an upstream URL"),
-            "write http://HOST:PORT or https://HOST:PORT (optionally with a base path), or builtin:echo / builtin:mcp-tools",
+            "write http://HOST:PORT or https://HOST:PORT (optionally with a base path), tcp://HOST:PORT for raw TCP, or builtin:echo / builtin:mcp-tools",
         );
         None
     }

@@ -35,6 +35,8 @@ struct Upstream {
     host: HeaderValue,
     /// The base path without a trailing `/` (empty for `http://host:port`).
     base_path: String,
+    /// A raw TCP upstream (`tcp://host:port`): it takes raw streams, not HTTP requests.
+    tcp: bool,
 }
 
 impl Upstream {
@@ -44,8 +46,15 @@ impl Upstream {
             upstream: uri.to_string(),
             reason,
         };
+        let tcp = uri.scheme_str() == Some("tcp");
         match uri.scheme_str() {
             Some("http") => {}
+            Some("tcp") if uri.port().is_some() && uri.path() == "/" => {}
+            Some("tcp") => {
+                return Err(bad(
+                    "a raw TCP upstream is tcp://HOST:PORT, with a port and no path",
+                ));
+            }
             Some("https") => {
                 return Err(bad(
                     "https upstreams are not supported yet; use an http:// URL (the mesh's \
@@ -68,10 +77,15 @@ impl Upstream {
             .map_err(|_| bad("its host cannot be sent as a Host header"))?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
         Ok(Self {
-            url: format!("http://{authority}{base_path}"),
+            url: if tcp {
+                format!("tcp://{authority}")
+            } else {
+                format!("http://{authority}{base_path}")
+            },
             authority,
             host,
             base_path,
+            tcp,
         })
     }
 
@@ -113,6 +127,8 @@ pub(crate) struct Service {
     upstreams: Vec<Upstream>,
     balancer: Balancer,
     retries: u32,
+    /// Raw TCP upstreams: the service takes raw streams only.
+    tcp: bool,
 }
 
 impl Service {
@@ -133,6 +149,19 @@ impl Service {
             .iter()
             .map(|u| Upstream::parse(&cfg.name, u))
             .collect::<Result<_, _>>()?;
+        let tcp = upstreams.iter().any(|u| u.tcp);
+        if upstreams.iter().any(|u| u.tcp != tcp) {
+            return Err(GatewayError::BadUpstream {
+                service: cfg.name.clone(),
+                upstream: cfg
+                    .upstreams
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: "a service's upstreams are either all tcp:// (raw TCP) or all http://",
+            });
+        }
         let balancer = Balancer::new(
             &cfg.name,
             upstreams.iter().map(|u| u.url.as_str()),
@@ -144,11 +173,17 @@ impl Service {
             upstreams,
             balancer,
             retries: cfg.retries.min(MAX_RETRIES),
+            tcp,
         })
     }
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// True for a raw TCP service (`tcp://` upstreams).
+    pub(crate) fn is_tcp(&self) -> bool {
+        self.tcp
     }
 
     /// The upstream the balancer picks, with the lease that counts the request on it.
@@ -290,6 +325,16 @@ impl Forwarder {
         // RFC 9110 §9.2.2: a request with an idempotent method can be sent again when the
         // first attempt may or may not have reached the server; a body already streamed
         // cannot, so only bodyless requests are retried.
+        if service.tcp {
+            return Err(ForwardError::Refused(Refusal::new(
+                Outcome::NoRoute,
+                format!(
+                    "service `{}` is a raw TCP service: it takes TCP connections (a sidecar \
+                     listener with protocol = \"tcp\"), not HTTP requests",
+                    service.name
+                ),
+            )));
+        }
         let Outgoing {
             method,
             target,
@@ -332,6 +377,51 @@ impl Forwarder {
                 .await;
         }
         result
+    }
+
+    /// Connects to one of a raw TCP service's upstreams (within the connect timeout). The
+    /// lease counts the connection as in flight until it is dropped; a failure to connect
+    /// counts against the upstream's breaker.
+    pub(crate) async fn connect_tcp(
+        &self,
+        service: &Service,
+    ) -> Result<(tokio::net::TcpStream, Lease), Refusal> {
+        let (upstream, mut lease) = service.pick(Instant::now()).map_err(|e| {
+            Refusal::new(
+                Outcome::UpstreamUnreachable,
+                format!("service `{}`: {e}", service.name),
+            )
+        })?;
+        let connect = tokio::net::TcpStream::connect(upstream.authority.as_str());
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(tcp)) => {
+                let _ = tcp.set_nodelay(true);
+                lease.succeeded();
+                Ok((tcp, lease))
+            }
+            Ok(Err(e)) => {
+                lease.failed(Instant::now());
+                Err(Refusal::new(
+                    Outcome::UpstreamUnreachable,
+                    format!(
+                        "upstream {} of service `{}` could not be reached: {e}",
+                        upstream.url, service.name
+                    ),
+                ))
+            }
+            Err(_) => {
+                lease.failed(Instant::now());
+                Err(Refusal::new(
+                    Outcome::UpstreamUnreachable,
+                    format!(
+                        "upstream {} of service `{}` did not accept a connection within {}s",
+                        upstream.url,
+                        service.name,
+                        self.connect_timeout.as_secs_f64()
+                    ),
+                ))
+            }
+        }
     }
 
     /// One attempt at one upstream.

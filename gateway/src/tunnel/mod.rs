@@ -4,6 +4,7 @@
 //! (`crate::quic`, `crate::h2`) only accept connections and streams and hand them here.
 
 pub(crate) mod envelope;
+pub(crate) mod raw;
 pub(crate) mod registry;
 pub(crate) mod stream;
 pub(crate) mod transport;

@@ -124,10 +124,13 @@ async fn handle(
     }
     let head = match (envelope.kind, &envelope.http) {
         (RequestKind::Http, Some(head)) => head,
+        (RequestKind::Stream, None) => {
+            raw_stream(ex, &envelope, recv, &request_id).await;
+            return;
+        }
         _ => {
-            let reason = "raw byte streams (envelope kind 0x02) are not supported by this \
-                          gateway yet";
-            ex.refuse(Refusal::new(Outcome::NoRoute, reason), &mut recv)
+            let reason = "the envelope's kind and HTTP fields disagree";
+            ex.refuse(Refusal::new(Outcome::MalformedRequest, reason), &mut recv)
                 .await;
             return;
         }
@@ -180,6 +183,70 @@ async fn handle(
         response_timeout: admitted.timeout,
     };
     ex.forward(&service, outgoing, &request_id).await;
+}
+
+/// A raw TCP stream: decided like a request (its intent is `tcp SERVICE`), then joined to
+/// a TCP connection to one of the service's `tcp://` upstreams.
+async fn raw_stream(
+    mut ex: Exchange<'_>,
+    envelope: &RequestEnvelope,
+    mut recv: StreamRecv,
+    request_id: &str,
+) {
+    let shared = &ex.ctx.shared;
+    let caller = &ex.ctx.caller;
+    let facts = RequestFacts {
+        destination: &envelope.destination,
+        intent: envelope.intent.as_ref(),
+        method: "",
+        path: "",
+    };
+    let admitted = match shared.admit(caller, &facts, request_id).await {
+        Ok(admitted) => admitted,
+        Err(denied) => {
+            ex.service_label = denied.service_label;
+            ex.refuse(denied.refusal, &mut recv).await;
+            return;
+        }
+    };
+    let service = admitted.service;
+    ex.service_label = service.name().to_owned();
+    if !service.is_tcp() {
+        let reason = format!(
+            "service `{}` forwards HTTP; a raw TCP stream needs a service with tcp:// upstreams",
+            service.name()
+        );
+        ex.refuse(Refusal::new(Outcome::NoRoute, reason), &mut recv)
+            .await;
+        return;
+    }
+    let (upstream, _lease) = match shared.forwarder.connect_tcp(&service).await {
+        Ok(connected) => connected,
+        Err(refusal) => {
+            warn!(identity = %caller.id(), service = service.name(), request_id, "{}", refusal.reason);
+            ex.refuse(refusal, &mut recv).await;
+            return;
+        }
+    };
+    let envelope = ResponseEnvelope::new(Outcome::Forwarded, String::new());
+    let bytes = match envelope.to_bytes(&shared.limits) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            warn!(
+                request_id,
+                "cannot encode the stream's response envelope: {e}"
+            );
+            ex.send.reset(codes::STREAM_CANCELLED);
+            return;
+        }
+    };
+    if ex.send.write_chunk(bytes).await.is_err() {
+        return;
+    }
+    let relayed = super::raw::relay(&mut ex.send, recv, upstream).await;
+    debug!(identity = %caller.id(), service = service.name(), request_id, ?relayed, "TCP stream done");
+    ex.record(Status::Outcome(Outcome::Forwarded));
+    ex.open = None;
 }
 
 /// Whether a request is expected to carry a body: it announces one, or its method usually

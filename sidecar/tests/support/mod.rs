@@ -101,6 +101,7 @@ impl Mesh {
         let any = |service: &str| ListenerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             service: service.to_owned(),
+            kind: Default::default(),
         };
         SidecarConfig {
             identity: self.alice.identity().unwrap(),
