@@ -152,3 +152,31 @@ fn wan_cases_run_over_both_tunnels() {
         assert_eq!(measured.proxies.len(), 2);
     }
 }
+
+#[test]
+fn the_semantic_routing_bench_runs_with_both_backends() {
+    use aimux_bench::semantic::{SemanticBench, run};
+    let lexical = run(&SemanticBench {
+        model_dir: None,
+        intents: 5,
+        hits: 2,
+    })
+    .unwrap();
+    assert!(lexical.contains("lexical"), "{lexical}");
+    assert!(lexical.contains("| cache hit | 10 |"), "{lexical}");
+    let Some(dir) = std::env::var_os("AIMUX_MINILM_DIR") else {
+        skip_or_fail("AIMUX_MINILM_DIR is not set (scripts/test.sh installs the model)");
+        return;
+    };
+    let model = run(&SemanticBench {
+        model_dir: Some(PathBuf::from(dir)),
+        intents: 3,
+        hits: 2,
+    })
+    .unwrap();
+    assert!(model.contains("all-MiniLM-L6-v2"), "{model}");
+    assert!(
+        model.contains("| cache miss (intent embedded) | 3 |"),
+        "{model}"
+    );
+}

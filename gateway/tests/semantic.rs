@@ -155,26 +155,6 @@ fn a_repeated_intent_costs_no_model_call() {
     assert_eq!(m.model_calls() - before, 1);
 }
 
-/// Release-build timing of one embedding: `cargo test --release -p aimux-gateway --test
-/// semantic -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, not a check; run it in a release build"]
-fn embedding_time_per_intent() {
-    let Some(m) = model_matcher() else { return };
-    let texts: Vec<String> = (0..50)
-        .map(|i| format!("analyze q{i} budget for region {i}"))
-        .collect();
-    let started = Instant::now();
-    for t in &texts {
-        m.embedding(t).unwrap();
-    }
-    println!(
-        "{} embeddings (7-8 words each), {:?} per intent",
-        texts.len(),
-        started.elapsed() / texts.len() as u32
-    );
-}
-
 /// The lexical fallback on the same kind of intents, with examples worded like the tools:
 /// it only sees shared words.
 #[test]
