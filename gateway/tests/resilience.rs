@@ -100,3 +100,32 @@ async fn a_service_whose_upstreams_are_all_down_answers_after_bounded_retries() 
     assert!(text.contains("refused the connection"), "{text}");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_route_timeout_replaces_the_default_response_head_timeout() {
+    let mesh = Mesh::new();
+    let up = upstream::start().await;
+    let mut cfg = config(&mesh, up.addr);
+    cfg.policy.routes = vec![aimux_gateway::RouteConfig {
+        name: Some("impatient".into()),
+        service: Some("echo".into()),
+        path: Some(aimux_gateway::Glob::new("/quick/*")),
+        to: "echo".into(),
+        timeout: Some(Duration::from_millis(300)),
+        ..Default::default()
+    }];
+    let gw = Running::start(cfg).await;
+    let dev = gw.dev.unwrap();
+    let (status, headers, body) =
+        http_get(dev, "/quick/hang", &[("host", "echo"), ALICE], None).await;
+    assert_eq!(status, 504);
+    assert_eq!(headers["x-aimux-outcome"], "upstream_timeout");
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("within 0.3s"), "{text}");
+    // Outside the route, the gateway's default (2 s in these tests) applies.
+    let (status, _, body) = http_get(dev, "/slow/hang", &[("host", "echo"), ALICE], None).await;
+    assert_eq!(status, 504);
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("within 2s"), "{text}");
+    gw.stop().await.unwrap();
+}
