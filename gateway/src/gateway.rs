@@ -62,6 +62,9 @@ impl Gateway {
             rate,
             isolation,
             audit,
+            semantic_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            )),
             forwarder: Forwarder::new(&config.timeouts),
             metrics: Metrics::new(),
             timeouts: config.timeouts,

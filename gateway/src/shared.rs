@@ -19,6 +19,9 @@ use crate::policy::route::Resolution;
 use crate::policy::semantic::SemanticRouter;
 use crate::policy::{Allowed, Caller, IntentDisplay, Policy, Refusal, Refused, RequestFacts};
 
+/// The longest a request waits for a turn at the semantic matcher.
+const SEMANTIC_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
 /// The part of the configuration a reload replaces as a whole: routes, access rules,
 /// services and the semantic matcher. Requests in flight keep the snapshot they started
 /// with (an `Arc`), so a reload never changes a decision half-way.
@@ -38,6 +41,8 @@ pub(crate) struct Shared {
     /// The reputation engine; long-lived, reconfigured on reload.
     pub(crate) isolation: Isolation,
     pub(crate) audit: Option<AuditLog>,
+    /// Turns at the semantic matcher (one per core): bounds the threads running the model.
+    pub(crate) semantic_slots: Arc<tokio::sync::Semaphore>,
     pub(crate) forwarder: Forwarder,
     pub(crate) metrics: Metrics,
     pub(crate) timeouts: Timeouts,
@@ -100,8 +105,29 @@ impl Shared {
                     return Err(audit.policy(Policy::no_route(facts, Some(why))));
                 };
                 let text = semantic.text_of(facts.intent);
-                let choice =
-                    tokio::task::spawn_blocking(move || semantic.choose(&text, &candidates)).await;
+                // At most one model run per core at a time, and a bounded wait for a turn:
+                // a flood of never-seen intents must not take every thread of the blocking
+                // pool, nor queue forever.
+                let permit = tokio::time::timeout(
+                    SEMANTIC_QUEUE_WAIT,
+                    Arc::clone(&self.semantic_slots).acquire_owned(),
+                )
+                .await;
+                let Ok(Ok(permit)) = permit else {
+                    let refusal = Refusal::new(
+                        Outcome::Overloaded,
+                        format!(
+                            "semantic routing is saturated: no turn within {}s; retry later",
+                            SEMANTIC_QUEUE_WAIT.as_secs()
+                        ),
+                    );
+                    return Err(audit.refused(Decision::Error, None, None, refusal));
+                };
+                let choice = tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    semantic.choose(&text, &candidates)
+                })
+                .await;
                 match choice {
                     Ok(Ok(index)) => snapshot.policy.router.routed(index),
                     Ok(Err(why)) => {
