@@ -95,35 +95,54 @@ macro_rules! ignore_other_types {
 }
 pub(super) use ignore_other_types;
 
+/// The parts every object visitor shares: a value that is not an object is consumed as
+/// absent; the visitor first clears what it records (a later duplicate key replaces an
+/// earlier one), then reads the object's keys in `visit_map`.
+macro_rules! object_visitor {
+    ($ty:ident, $what:literal, reset($this:ident) $reset:block, visit_map($v:ident, $map:ident) $body:block) => {
+        impl<'de> DeserializeSeed<'de> for $ty<'_, 'de> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                let $this = self;
+                $reset
+                d.deserialize_any($this)
+            }
+        }
+
+        impl<'de> Visitor<'de> for $ty<'_, 'de> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str($what)
+            }
+            ignore_other_types!(());
+            fn visit_str<E>(self, _: &str) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+                drain_seq(seq)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<(), A::Error> {
+                let $v = self;
+                $body
+            }
+        }
+    };
+}
+
 /// `params`: the JSON-RPC request parameters. A later `params` replaces an earlier one.
 pub(super) struct Params<'p, 'de> {
     pub(super) probe: &'p mut Probe<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for Params<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let p = &mut *self.probe;
+object_visitor! {
+    Params, "request parameters",
+    reset(this) {
+        let p = &mut *this.probe;
         (p.name, p.uri, p.ref_name, p.ref_uri) = (None, None, None, None);
         (p.params_message_skill, p.params_skill) = (None, None);
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Params<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("request parameters")
-    }
-    ignore_other_types!(());
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        drain_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let p = self.probe;
+    },
+    visit_map(this, map) {
+        let p = this.probe;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
                 Key::Name => p.name = map.next_value_seed(Text)?,
@@ -150,31 +169,16 @@ struct Ref<'p, 'de> {
     probe: &'p mut Probe<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for Ref<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        (self.probe.ref_name, self.probe.ref_uri) = (None, None);
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Ref<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a completion reference")
-    }
-    ignore_other_types!(());
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        drain_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+object_visitor! {
+    Ref, "a completion reference",
+    reset(this) {
+        (this.probe.ref_name, this.probe.ref_uri) = (None, None);
+    },
+    visit_map(this, map) {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             match key {
-                Key::Name => self.probe.ref_name = map.next_value_seed(Text)?,
-                Key::Uri => self.probe.ref_uri = map.next_value_seed(Text)?,
+                Key::Name => this.probe.ref_name = map.next_value_seed(Text)?,
+                Key::Uri => this.probe.ref_uri = map.next_value_seed(Text)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -189,31 +193,16 @@ pub(super) struct MessageSkill<'s, 'de> {
     pub(super) slot: &'s mut Field<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for MessageSkill<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        *self.slot = None;
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MessageSkill<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a message")
-    }
-    ignore_other_types!(());
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        drain_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+object_visitor! {
+    MessageSkill, "a message",
+    reset(this) {
+        *this.slot = None;
+    },
+    visit_map(this, map) {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if key == Key::Metadata {
                 map.next_value_seed(Skill {
-                    slot: &mut *self.slot,
+                    slot: &mut *this.slot,
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -228,30 +217,15 @@ pub(super) struct Skill<'s, 'de> {
     pub(super) slot: &'s mut Field<'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for Skill<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        *self.slot = None;
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Skill<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("metadata")
-    }
-    ignore_other_types!(());
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        drain_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+object_visitor! {
+    Skill, "metadata",
+    reset(this) {
+        *this.slot = None;
+    },
+    visit_map(this, map) {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if key == Key::Skill {
-                *self.slot = map.next_value_seed(Text)?;
+                *this.slot = map.next_value_seed(Text)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
