@@ -60,6 +60,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the lean build (no in-process model, for sidecar-only hosts) compiles cleanly"
+cargo clippy -p aimux --no-default-features --locked -- -D warnings
+
 step "the wire crate stays sans-I/O (no tokio in its dependency tree)"
 if cargo tree -p aimux-wire -e normal --locked | grep -q '\btokio\b'; then
     echo "aimux-wire depends on tokio; the envelope codec must not do I/O" >&2

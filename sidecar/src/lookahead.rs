@@ -119,7 +119,13 @@ where
     let deadline = Instant::now() + wait;
     let mut scan = ValueEnd::default();
     while ahead.len < want {
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+        // A body that is already here (the usual case: a small request arrives with its
+        // head) is taken without arming a timer.
+        let next = match frame_now(body) {
+            Some(ready) => Ok(ready),
+            None => tokio::time::timeout_at(deadline, body.frame()).await,
+        };
+        let frame = match next {
             Err(_elapsed) => break,
             Ok(None) => {
                 ahead.ended = true;
@@ -150,6 +156,20 @@ where
         ahead.ended = body.is_end_stream() || (declared.is_none() && ended_now(body, &mut ahead)?);
     }
     Ok(ahead)
+}
+
+/// The body's next frame if it is ready now (`None` if it would have to wait).
+#[allow(clippy::option_option)] // Some(None): ready, and the body has ended
+fn frame_now<B>(body: &mut B) -> Option<Option<Result<http_body::Frame<Bytes>, B::Error>>>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match Pin::new(&mut *body).poll_frame(&mut cx) {
+        Poll::Ready(frame) => Some(frame),
+        Poll::Pending => None,
+    }
 }
 
 /// Polls the body once without waiting: a chunked body's last chunk usually arrives with

