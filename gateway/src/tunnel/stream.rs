@@ -23,7 +23,7 @@ use crate::forward::body::{RequestBody, ResponseBody, TunnelBody};
 use crate::forward::{ForwardError, Outgoing, Service, client, headers};
 use crate::metrics::{GaugeGuard, Status, UNKNOWN_SERVICE};
 use crate::policy::{Caller, Refusal, RequestFacts};
-use crate::shared::Shared;
+use crate::shared::{Admitted, Shared};
 
 /// Longest reason sent in a response envelope; reasons quote request data (a destination
 /// name, say), and must stay well inside the envelope's 8 KiB field limit.
@@ -141,16 +141,10 @@ async fn handle(
         method: &head.method,
         path: &head.path,
     };
-    let admitted = match shared.admit(caller, &facts, &request_id).await {
-        Ok(admitted) => admitted,
-        Err(denied) => {
-            ex.service_label = denied.service_label;
-            ex.refuse(denied.refusal, &mut recv).await;
-            return;
-        }
+    let Some(admitted) = ex.admit(&facts, &mut recv, &request_id).await else {
+        return;
     };
     let service = admitted.service;
-    ex.service_label = service.name().to_owned();
     let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
         let reason = format!("method `{}` cannot be forwarded", head.method);
         ex.refuse(Refusal::new(Outcome::MalformedRequest, reason), &mut recv)
@@ -201,16 +195,10 @@ async fn raw_stream(
         method: "",
         path: "",
     };
-    let admitted = match shared.admit(caller, &facts, request_id).await {
-        Ok(admitted) => admitted,
-        Err(denied) => {
-            ex.service_label = denied.service_label;
-            ex.refuse(denied.refusal, &mut recv).await;
-            return;
-        }
+    let Some(admitted) = ex.admit(&facts, &mut recv, request_id).await else {
+        return;
     };
     let service = admitted.service;
-    ex.service_label = service.name().to_owned();
     if !service.is_tcp() {
         let reason = format!(
             "service `{}` forwards HTTP; a raw TCP stream needs a service with tcp:// upstreams",
@@ -284,6 +272,27 @@ impl<'a> Exchange<'a> {
             service_label: label.to_owned(),
             started,
             open: Some(open),
+        }
+    }
+
+    /// Routes and checks access; a refused request is answered here (and `None` returned).
+    async fn admit(
+        &mut self,
+        facts: &RequestFacts<'_>,
+        recv: &mut StreamRecv,
+        request_id: &str,
+    ) -> Option<Admitted> {
+        let ctx = self.ctx;
+        match ctx.shared.admit(&ctx.caller, facts, request_id).await {
+            Ok(admitted) => {
+                self.service_label = admitted.service.name().to_owned();
+                Some(admitted)
+            }
+            Err(denied) => {
+                self.service_label = denied.service_label;
+                self.refuse(denied.refusal, recv).await;
+                None
+            }
         }
     }
 
