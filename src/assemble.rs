@@ -107,6 +107,7 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
             upstreams,
             protocol: match service.protocol {
                 mesh::UpstreamProtocol::Http1 => gw::UpstreamProtocol::Http1,
+                mesh::UpstreamProtocol::H2c => gw::UpstreamProtocol::H2c,
                 mesh::UpstreamProtocol::Http2 => gw::UpstreamProtocol::Http2,
                 mesh::UpstreamProtocol::Http3 => gw::UpstreamProtocol::Http3,
             },

@@ -165,17 +165,21 @@ impl Default for BreakerConfig {
 pub enum UpstreamProtocol {
     /// HTTP/1.1 over TCP, with a connection pool.
     Http1,
-    /// HTTP/2 (not supported yet: `Gateway::bind` refuses it).
+    /// HTTP/2 over cleartext TCP with prior knowledge (RFC 9113 §3.3): one multiplexed
+    /// connection per upstream.
+    H2c,
+    /// HTTP/2 over TLS (not supported yet: `Gateway::bind` refuses it).
     Http2,
     /// HTTP/3 (not supported yet: `Gateway::bind` refuses it).
     Http3,
 }
 
 impl UpstreamProtocol {
-    /// The name used in `mesh.toml`: `http1`, `http2`, `http3`.
+    /// The name used in `mesh.toml`: `http1`, `h2c`, `http2`, `http3`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http1 => "http1",
+            Self::H2c => "h2c",
             Self::Http2 => "http2",
             Self::Http3 => "http3",
         }

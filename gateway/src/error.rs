@@ -67,7 +67,7 @@ pub enum GatewayError {
 
     /// A service asks for an upstream protocol this gateway does not implement.
     #[error(
-        "service `{service}`: protocol {protocol} is not supported yet; use protocol = \"http1\""
+        "service `{service}`: protocol {protocol} is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
     )]
     UnsupportedProtocol {
         /// The service.
@@ -185,7 +185,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\""
+            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
         );
     }
 }

@@ -180,8 +180,14 @@ impl Gateway {
         info!("gateway ready");
 
         let failure = tokio::select! {
+            // Shutdown first: components that return because it was asked are not failures.
+            biased;
             () = stop.cancelled() => None,
             Some(done) = components.join_next_with_id() => {
+                if stop.is_cancelled() && done.is_ok() {
+                    // The shutdown raced the component's own return: a normal stop.
+                    None
+                } else {
                 let (id, reason) = match done {
                     Ok((id, ())) => (id, "it stopped unexpectedly".to_owned()),
                     Err(e) => (e.id(), format!("it panicked: {e}")),
@@ -192,6 +198,7 @@ impl Gateway {
                     .map_or("component", |(_, n)| *n);
                 error!("{component} failed: {reason}; shutting the gateway down");
                 Some(GatewayError::ComponentFailed { component, reason })
+                }
             }
         };
         readiness.set_draining();

@@ -188,7 +188,7 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "service `echo`: protocol http2 is not supported yet; use protocol = \"http1\""
+        "service `echo`: protocol http2 is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
     );
 
     let mut cfg = config(&mesh, up.addr);

@@ -157,13 +157,15 @@ impl Builtin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UpstreamProtocol {
     Http1,
+    H2c,
     Http2,
     Http3,
 }
 
 impl UpstreamProtocol {
-    pub(crate) const ALL: [(&'static str, UpstreamProtocol); 3] = [
+    pub(crate) const ALL: [(&'static str, UpstreamProtocol); 4] = [
         ("http1", UpstreamProtocol::Http1),
+        ("h2c", UpstreamProtocol::H2c),
         ("http2", UpstreamProtocol::Http2),
         ("http3", UpstreamProtocol::Http3),
     ];

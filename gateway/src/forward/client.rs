@@ -16,6 +16,8 @@ use crate::tunnel::transport::RecvError;
 
 /// How long an idle upstream connection stays in the pool.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// HTTP/2 PING interval on idle upstream connections (RFC 9113 §6.7).
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Idle connections kept per upstream.
 const POOL_MAX_IDLE_PER_HOST: usize = 64;
 /// TCP keep-alive on upstream connections, so dead peers are noticed on idle connections.
@@ -26,15 +28,36 @@ const MAX_RESPONSE_HEADERS: usize = aimux_wire::Limits::DEFAULT.max_http_headers
 
 pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
 
-/// A client with a connection pool and a connect timeout.
-pub(crate) fn build(connect_timeout: Duration) -> UpstreamClient {
+/// The clients of every upstream protocol, each with its own pool.
+#[derive(Debug)]
+pub(crate) struct UpstreamClients {
+    pub(crate) http1: UpstreamClient,
+    /// HTTP/2 with prior knowledge over cleartext TCP (RFC 9113 §3.3): requests to one
+    /// upstream share one connection, as streams.
+    pub(crate) h2c: UpstreamClient,
+}
+
+/// The clients, with connection pools and a connect timeout.
+pub(crate) fn build_all(connect_timeout: Duration) -> UpstreamClients {
+    UpstreamClients {
+        http1: build(connect_timeout, false),
+        h2c: build(connect_timeout, true),
+    }
+}
+
+/// A client with a connection pool and a connect timeout; `h2` speaks HTTP/2 only.
+fn build(connect_timeout: Duration, h2: bool) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
     connector.set_keepalive(Some(TCP_KEEPALIVE));
     // Only `http://` upstreams exist (bind refuses others); say so to the connector too.
     connector.enforce_http(true);
-    Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .http2_only(h2)
+        .http2_keep_alive_interval(h2.then_some(H2_KEEPALIVE));
+    builder
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .pool_timer(TokioTimer::new())

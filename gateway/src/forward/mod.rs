@@ -19,7 +19,6 @@ use http::{Method, Request, Response, StatusCode, Uri};
 
 use self::balance::{Balancer, BreakerState, Lease, Unavailable};
 use self::body::{Leased, RequestBody, ResponseBody};
-use self::client::UpstreamClient;
 use crate::config::{ServiceConfig, Timeouts, UpstreamProtocol};
 use crate::error::GatewayError;
 use crate::metrics::UNKNOWN_SERVICE;
@@ -126,6 +125,7 @@ pub(crate) struct Service {
     name: String,
     upstreams: Vec<Upstream>,
     balancer: Balancer,
+    protocol: UpstreamProtocol,
     retries: u32,
     /// Raw TCP upstreams: the service takes raw streams only.
     tcp: bool,
@@ -133,7 +133,10 @@ pub(crate) struct Service {
 
 impl Service {
     fn from_config(cfg: &ServiceConfig) -> Result<Self, GatewayError> {
-        if cfg.protocol != UpstreamProtocol::Http1 {
+        if !matches!(
+            cfg.protocol,
+            UpstreamProtocol::Http1 | UpstreamProtocol::H2c
+        ) {
             return Err(GatewayError::UnsupportedProtocol {
                 service: cfg.name.clone(),
                 protocol: cfg.protocol.as_str(),
@@ -172,6 +175,7 @@ impl Service {
             name: cfg.name.clone(),
             upstreams,
             balancer,
+            protocol: cfg.protocol,
             retries: cfg.retries.min(MAX_RETRIES),
             tcp,
         })
@@ -296,7 +300,7 @@ pub(crate) enum ForwardError {
 /// Sends requests upstream.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    client: UpstreamClient,
+    clients: client::UpstreamClients,
     connect_timeout: Duration,
     response_head_timeout: Duration,
 }
@@ -304,7 +308,7 @@ pub(crate) struct Forwarder {
 impl Forwarder {
     pub(crate) fn new(timeouts: &Timeouts) -> Self {
         Self {
-            client: client::build(timeouts.connect),
+            clients: client::build_all(timeouts.connect),
             connect_timeout: timeouts.connect,
             response_head_timeout: timeouts.response_head,
         }
@@ -466,7 +470,15 @@ impl Forwarder {
         // route timeout does): an upload that takes longer than the timeout to a server
         // that answers only once it has read everything is not an upstream fault. An
         // upstream may also answer before the body is complete.
-        let mut response = pin!(self.client.request(request));
+        let client = match service.protocol {
+            UpstreamProtocol::H2c => {
+                // RFC 9113 §8.3.1: the authority travels as `:authority` (from the URI).
+                request.headers_mut().remove(http::header::HOST);
+                &self.clients.h2c
+            }
+            _ => &self.clients.http1,
+        };
+        let mut response = pin!(client.request(request));
         let early = tokio::select! {
             r = &mut response => Some(r),
             _ = body_sent => None,
@@ -612,7 +624,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             h2.to_string(),
-            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\""
+            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
         );
         let dup = config("x", &["http://a:1"], UpstreamProtocol::Http1);
         let err = Services::from_config(&[dup.clone(), dup]).unwrap_err();

@@ -141,23 +141,25 @@ impl<V> IdleMap<V> {
         if self.entries.len() < self.cap {
             return;
         }
-        let mut ranked: Vec<(Worth, Instant)> = self
+        let mut ranked: Vec<(Worth, Instant, &String)> = self
             .entries
-            .values()
-            .map(|s| (worth(&s.value), s.last_seen))
+            .iter()
+            .map(|(key, s)| (worth(&s.value), s.last_seen, key))
             .collect();
         if ranked.is_empty() {
             return;
         }
         let batch = (self.cap / 8).clamp(1, ranked.len());
-        let (_, cutoff, _) = ranked.select_nth_unstable(batch - 1);
-        let cutoff = *cutoff;
-        let mut removed = 0;
-        self.entries.retain(|_, s| {
-            let evict = removed < batch && (worth(&s.value), s.last_seen) <= cutoff;
-            removed += usize::from(evict);
-            !evict
-        });
+        // Exactly the `batch` least worth, longest idle entries (ties at the edge in any
+        // order), whatever order the map iterates in.
+        ranked.select_nth_unstable_by(batch - 1, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let victims: Vec<String> = ranked[..batch]
+            .iter()
+            .map(|(_, _, k)| (*k).clone())
+            .collect();
+        for key in victims {
+            self.entries.remove(&key);
+        }
     }
 }
 
