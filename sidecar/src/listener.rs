@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,12 +22,17 @@ use tracing::{debug, error, warn};
 use crate::error::SidecarError;
 use crate::exchange::{Shared, handle};
 use crate::proxy::Addressing;
+use crate::rt::OwnedExecutor;
 
 /// How long a client may take to send a request head (slow-loris bound).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pause after an accept error (e.g. EMFILE), so a persistent error does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Concurrent HTTP/2 streams one agent connection may open (each becomes a tunnel stream).
+const MAX_AGENT_H2_STREAMS: u32 = 256;
+/// After an agent connection ends, how long hyper's stream tasks get to finish.
+const STREAM_TASK_WAIT: Duration = Duration::from_secs(1);
 
 /// A bound listener, not yet accepting.
 #[derive(Debug)]
@@ -168,36 +173,51 @@ impl Connection {
         let service = service_fn(move |request| {
             handle(Arc::clone(&shared), Arc::clone(&addressing), request)
         });
-        let mut builder = http1::Builder::new();
+        // HTTP/1.1, or HTTP/2 with prior knowledge (h2c, RFC 9113 §3.3), told apart by the
+        // connection preface; every HTTP/2 stream is a request of its own, and so its own
+        // tunnel stream. hyper's per-stream tasks run on an executor this connection owns.
+        let executor = OwnedExecutor::default();
+        let mut builder = auto::Builder::new(executor.clone());
         // `pipeline_flush` stays off (hyper's default). With it on, hyper skips every flush
         // while pipelined request bytes wait in its read buffer, and buffers the response
         // without bound instead: a streamed (SSE) response with a request pipelined behind it
         // would never reach the agent, and a large one would be held in memory. Pipelining
         // works without it: hyper answers pipelined requests in order either way (tested).
         builder
+            .http1()
             .keep_alive(true)
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_AGENT_H2_STREAMS);
         let conn = builder.serve_connection(TokioIo::new(tcp), service);
         tokio::pin!(conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,
             () = drain.cancelled() => {
-                // Finish the request in flight, if any, then close.
+                // Finish the requests in flight, if any, then close (HTTP/2: GOAWAY).
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     result = conn.as_mut() => result,
                     () = hard_stop.cancelled() => {
                         debug!(%peer, "connection cut off at the end of the shutdown grace period");
+                        executor.shutdown(Duration::ZERO).await;
                         return;
                     }
                 }
             }
         };
+        executor.shutdown(STREAM_TASK_WAIT).await;
+        let parse_error = |e: &(dyn std::error::Error + Send + Sync + 'static)| {
+            e.downcast_ref::<hyper::Error>()
+                .is_some_and(|h| h.is_parse() || h.is_parse_too_large())
+        };
         match result {
             Ok(()) => {}
-            // hyper already answered 400 or 431; the agent sent something that is not HTTP/1.1.
-            Err(e) if e.is_parse() || e.is_parse_too_large() => {
+            // hyper already answered 400 or 431; the agent sent something that is not HTTP.
+            Err(e) if parse_error(&*e) => {
                 warn!(%peer, "malformed HTTP request from the agent: {e}");
             }
             // The agent went away, a response body was cut off (logged where it happened), or
