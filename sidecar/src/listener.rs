@@ -164,6 +164,22 @@ impl Connection {
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
+        // hyper-util's auto server waits for the first bytes (to tell HTTP/1.1 from the
+        // HTTP/2 preface) without a bound of its own: a connection that sends nothing is
+        // closed after the same time a request head may take.
+        let mut first = [0u8; 1];
+        let peeked = tokio::select! {
+            () = self.drain.cancelled() => return,
+            peeked = tokio::time::timeout(HEADER_READ_TIMEOUT, tcp.peek(&mut first)) => peeked,
+        };
+        match peeked {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_) | Err(_)) => return,
+            Err(_) => {
+                debug!(%peer, "closing a connection that sent nothing for {HEADER_READ_TIMEOUT:?}");
+                return;
+            }
+        }
         let Connection {
             shared,
             addressing,
