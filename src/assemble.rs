@@ -110,10 +110,12 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
                 mesh::UpstreamProtocol::H2c => gw::UpstreamProtocol::H2c,
                 mesh::UpstreamProtocol::Http2 => gw::UpstreamProtocol::Http2,
                 mesh::UpstreamProtocol::Http3 => gw::UpstreamProtocol::Http3,
+                mesh::UpstreamProtocol::Auto => gw::UpstreamProtocol::Auto,
             },
             balance: service.balance,
             breaker: service.breaker,
             retries: service.retries,
+            tls: gw::UpstreamTls::default(),
         });
     }
     Ok(gw::PolicyConfig {

@@ -110,6 +110,20 @@ pub struct ServiceConfig {
     /// sent again, to another upstream if there is one, when the upstream could not be
     /// reached or answered 503. Default 2.
     pub retries: u32,
+    /// How the certificates of `https://` and HTTP/3 upstreams are checked.
+    pub tls: UpstreamTls,
+}
+
+/// How the gateway checks the certificate of a service's TLS upstreams (`https://` URLs,
+/// and every HTTP/3 upstream): against the given CA certificates, or the system's roots.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamTls {
+    /// Trust anchors (DER). Empty: the system's trust store (read once, at startup, by
+    /// `rustls-native-certs`).
+    pub roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The name the certificate must be valid for, instead of the upstream URL's host
+    /// (for upstreams addressed by IP or by an internal alias). Also sent as SNI.
+    pub server_name: Option<String>,
 }
 
 impl ServiceConfig {
@@ -168,20 +182,25 @@ pub enum UpstreamProtocol {
     /// HTTP/2 over cleartext TCP with prior knowledge (RFC 9113 §3.3): one multiplexed
     /// connection per upstream.
     H2c,
-    /// HTTP/2 over TLS (not supported yet: `Gateway::bind` refuses it).
+    /// HTTP/2 over TLS (`https://` upstreams), negotiated with ALPN `h2` (RFC 9113 §3.2):
+    /// one multiplexed connection per upstream.
     Http2,
-    /// HTTP/3 (not supported yet: `Gateway::bind` refuses it).
+    /// HTTP/3 over QUIC (RFC 9114): one multiplexed connection per upstream.
     Http3,
+    /// Whatever the upstream picks by ALPN: HTTP/2 or HTTP/1.1 over TLS for `https://`
+    /// upstreams, HTTP/1.1 for `http://` ones.
+    Auto,
 }
 
 impl UpstreamProtocol {
-    /// The name used in `mesh.toml`: `http1`, `h2c`, `http2`, `http3`.
+    /// The name used in `mesh.toml`: `http1`, `h2c`, `http2`, `http3`, `auto`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Http1 => "http1",
             Self::H2c => "h2c",
             Self::Http2 => "http2",
             Self::Http3 => "http3",
+            Self::Auto => "auto",
         }
     }
 }

@@ -87,6 +87,15 @@ pub enum GatewayError {
         reason: &'static str,
     },
 
+    /// The TLS settings of a service's upstreams cannot be used.
+    #[error("service `{service}`: upstream TLS cannot be set up: {reason}")]
+    UpstreamTls {
+        /// The service.
+        service: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+
     /// A route sends requests to a service that does not exist.
     #[error("route {route} sends requests to `{to}`, which is not a service of this gateway")]
     UnknownRouteTarget {

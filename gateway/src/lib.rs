@@ -46,7 +46,7 @@ mod tunnel;
 pub use audit::{AuditConfig, AuditSink};
 pub use config::{
     AccessRuleConfig, Action, Balance, BreakerConfig, GatewayConfig, PolicyConfig, RouteConfig,
-    ServiceConfig, Timeouts, TunnelConfig, UpstreamProtocol,
+    ServiceConfig, Timeouts, TunnelConfig, UpstreamProtocol, UpstreamTls,
 };
 pub use error::GatewayError;
 pub use gateway::Gateway;

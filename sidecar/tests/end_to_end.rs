@@ -130,6 +130,7 @@ async fn gateway_with_access(
                 balance: Default::default(),
                 breaker: Default::default(),
                 retries: 2,
+                tls: Default::default(),
             }],
             access,
             ..Default::default()

@@ -160,14 +160,16 @@ pub(crate) enum UpstreamProtocol {
     H2c,
     Http2,
     Http3,
+    Auto,
 }
 
 impl UpstreamProtocol {
-    pub(crate) const ALL: [(&'static str, UpstreamProtocol); 4] = [
+    pub(crate) const ALL: [(&'static str, UpstreamProtocol); 5] = [
         ("http1", UpstreamProtocol::Http1),
         ("h2c", UpstreamProtocol::H2c),
         ("http2", UpstreamProtocol::Http2),
         ("http3", UpstreamProtocol::Http3),
+        ("auto", UpstreamProtocol::Auto),
     ];
 }
 

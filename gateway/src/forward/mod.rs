@@ -6,6 +6,7 @@ pub(crate) mod balance;
 pub(crate) mod body;
 pub(crate) mod client;
 pub(crate) mod headers;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -563,6 +564,7 @@ mod tests {
             balance: Default::default(),
             breaker: Default::default(),
             retries: 2,
+            tls: Default::default(),
         }
     }
 

@@ -122,6 +122,7 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
         balance: Default::default(),
         breaker: Default::default(),
         retries: 2,
+        tls: Default::default(),
     }
 }
 
