@@ -14,7 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # --- System packages -------------------------------------------------------------------
 # command → Debian package providing it
-declare -A packages=([openssl]=openssl [ip]=iproute2 [nginx]=nginx [python3]=python3)
+declare -A packages=([openssl]=openssl [ip]=iproute2 [nft]=nftables [nginx]=nginx [python3]=python3)
 missing=()
 for cmd in "${!packages[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")

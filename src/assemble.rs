@@ -116,6 +116,13 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
             breaker: service.breaker,
             retries: service.retries,
             tls: gw::UpstreamTls::default(),
+            agent: match &service.agent {
+                Some(name) => Some(
+                    WorkloadName::new(name)
+                        .with_context(|| format!("service `{}`: agent name", service.name))?,
+                ),
+                None => None,
+            },
         });
     }
     Ok(gw::PolicyConfig {
@@ -214,6 +221,12 @@ pub(crate) fn sidecar(mesh: &Mesh, name: &str) -> anyhow::Result<sc::SidecarConf
             })
             .collect(),
         proxy: agent.proxy,
+        inbound: agent.inbound.as_ref().map(|i| sc::InboundConfig {
+            http: i.http,
+            tcp: i.tcp,
+            allow: i.allow.clone(),
+            max_streams: i.max_streams,
+        }),
         tunnel: {
             let mut t = sc::TunnelSettings::default();
             if let Some(limit) = agent.sniff_limit {

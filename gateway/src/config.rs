@@ -98,8 +98,12 @@ pub struct ServiceConfig {
     /// The name envelopes (and routes and access rules) use.
     pub name: String,
     /// Base URLs `http://host:port[/base]`; requests are spread over them as `balance`
-    /// says.
+    /// says. Empty for an agent service.
     pub upstreams: Vec<http::Uri>,
+    /// The service is this agent of the mesh: its requests and TCP streams are delivered,
+    /// still in their envelopes, over the agent's own sidecar connection (SPEC.md §12.2),
+    /// so the agent needs no inbound port. Exclusive with `upstreams`.
+    pub agent: Option<aimux_certs::WorkloadName>,
     /// How the gateway speaks to the upstreams.
     pub protocol: UpstreamProtocol,
     /// How requests are spread over the upstreams. Default round-robin.

@@ -76,6 +76,17 @@ pub enum GatewayError {
         protocol: &'static str,
     },
 
+    /// A service names both an agent and upstream URLs.
+    #[error(
+        "service `{service}` is agent `{agent}` and also has upstream URLs; a service is either an agent of the mesh or a set of upstreams"
+    )]
+    AgentWithUpstreams {
+        /// The service.
+        service: String,
+        /// The agent it names.
+        agent: String,
+    },
+
     /// An upstream URL cannot be used.
     #[error("service `{service}`: upstream `{upstream}` cannot be used: {reason}")]
     BadUpstream {

@@ -180,7 +180,7 @@ impl RecvBody {
         stream: RecvGuard,
         request_id: String,
         counters: Arc<Counters>,
-        in_flight: InFlight,
+        in_flight: Option<InFlight>,
     ) -> Self {
         RecvBody {
             first,
@@ -189,7 +189,7 @@ impl RecvBody {
             done: false,
             request_id,
             counters,
-            in_flight: Some(in_flight),
+            in_flight,
         }
     }
 
@@ -255,7 +255,7 @@ impl Body for RecvBody {
                     other => BodyError::Read(other.to_string()),
                 };
                 Counters::incr(&this.counters.failures);
-                warn!(request_id = %this.request_id, "response cut off: {error}");
+                warn!(request_id = %this.request_id, "payload cut off: {error}");
                 Poll::Ready(Some(Err(error)))
             }
         }

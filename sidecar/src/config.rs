@@ -29,6 +29,32 @@ pub struct SidecarConfig {
     /// Timeouts, keep-alives, backoff, envelope limits and the body look-ahead of the
     /// tunnel's requests.
     pub tunnel: TunnelSettings,
+    /// Requests and TCP streams other agents send to this one, delivered by the gateway
+    /// over this sidecar's own connection (SPEC.md §12.2). `None`: the gateway may open no
+    /// stream towards this sidecar. QUIC only.
+    pub inbound: Option<InboundConfig>,
+}
+
+/// Where deliveries to this agent go, and who may send them. The agent listens on
+/// loopback only; the sidecar's outbound tunnel connection is the only way in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundConfig {
+    /// The agent's HTTP server (loopback), for delivered HTTP requests.
+    pub http: Option<SocketAddr>,
+    /// The agent's TCP port (loopback), for delivered raw TCP streams.
+    pub tcp: Option<SocketAddr>,
+    /// Who may reach this agent: agent names or SPIFFE IDs of this trust domain, `*`
+    /// matching any run of characters. The gateway's access rules apply first; this is the
+    /// agent's own check, against the identity the gateway vouches for.
+    pub allow: Vec<String>,
+    /// Streams the gateway may have open towards this sidecar at once (QUIC stream credit,
+    /// RFC 9000 §4.6). Default 256.
+    pub max_streams: u32,
+}
+
+impl InboundConfig {
+    /// The default limit of concurrent deliveries.
+    pub const DEFAULT_MAX_STREAMS: u32 = 256;
 }
 
 /// The gateway a sidecar connects to.

@@ -21,8 +21,9 @@ pub enum SidecarError {
     },
     /// Neither a service listener nor a proxy listener is configured.
     #[error(
-        "the sidecar has nothing to listen on: configure at least one listener \
-         (`{{ listen = \"127.0.0.1:15001\", service = \"NAME\" }}`) or a proxy listener"
+        "the sidecar has nothing to do: configure at least one listener \
+         (`{{ listen = \"127.0.0.1:15001\", service = \"NAME\" }}`), a proxy listener, or an \
+         inbound for deliveries to the agent"
     )]
     NoListeners,
     /// A listener's service name cannot be a wire destination (SPEC.md §5.4).

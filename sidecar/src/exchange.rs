@@ -202,7 +202,7 @@ async fn exchange(
                 recv,
                 request_id.to_owned(),
                 Arc::clone(&shared.counters),
-                in_flight,
+                Some(in_flight),
             );
             let mut response = Response::new(Either::Right(body));
             *response.status_mut() = status;

@@ -49,6 +49,7 @@ mod config;
 mod error;
 mod exchange;
 mod fmt;
+mod inbound;
 mod listener;
 mod lookahead;
 mod proxy;
@@ -75,8 +76,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 pub use crate::config::{
-    GatewayTarget, ListenerConfig, ListenerKind, MAX_SNIFF_LIMIT, SidecarConfig, Transport,
-    TunnelSettings,
+    GatewayTarget, InboundConfig, ListenerConfig, ListenerKind, MAX_SNIFF_LIMIT, SidecarConfig,
+    Transport, TunnelSettings,
 };
 pub use crate::error::SidecarError;
 pub use crate::stats::{ConnectionState, SidecarStats, StatsHandle};
@@ -128,10 +129,14 @@ impl Sidecar {
             listeners,
             proxy,
             tunnel: settings,
+            inbound,
         } = config;
         settings.validate()?;
+        if let Some(inbound) = &inbound {
+            check_inbound(inbound, gateway.transport)?;
+        }
         tunnel::check_gateway(&gateway)?;
-        if listeners.is_empty() && proxy.is_none() {
+        if listeners.is_empty() && proxy.is_none() && inbound.is_none() {
             return Err(SidecarError::NoListeners);
         }
         for l in &listeners {
@@ -151,7 +156,9 @@ impl Sidecar {
         }
         let (dialer, endpoint) = match gateway.transport {
             Transport::Quic => {
-                let client_config = tunnel::quic_client_config(tls, &gateway, &settings)?;
+                let deliveries = inbound.as_ref().map_or(0, |i| i.max_streams);
+                let client_config =
+                    tunnel::quic_client_config(tls, &gateway, &settings, deliveries)?;
                 let mut endpoint = tunnel::bind_endpoint(gateway.addr)?;
                 endpoint.set_default_client_config(client_config);
                 (Dialer::Quic(endpoint.clone()), Some(endpoint))
@@ -168,6 +175,14 @@ impl Sidecar {
             agent_name: id.workload_name().unwrap_or("NAME").to_owned(),
         };
         let counters = Arc::new(Counters::default());
+        let inbound = inbound.map(|config| {
+            Arc::new(inbound::Inbound::new(
+                config,
+                id,
+                settings.limits,
+                Arc::clone(&counters),
+            ))
+        });
         let (link_tx, link_rx) = watch::channel(LinkStatus::initial());
         let shared = Arc::new(Shared {
             identity: id.to_string(),
@@ -187,6 +202,7 @@ impl Sidecar {
             subject,
             link: link_tx,
             counters: Arc::clone(&counters),
+            inbound,
         };
         Ok(Sidecar {
             shared,
@@ -312,6 +328,38 @@ impl Sidecar {
         info!("sidecar for {} stopped", shared.label);
         joined
     }
+}
+
+/// Deliveries come over QUIC only (an HTTP/2 server cannot open streams, RFC 9113
+/// §5.1.1), and only to the agent's own loopback ports: the mesh must not become a way
+/// into the agent's network.
+fn check_inbound(inbound: &InboundConfig, transport: Transport) -> Result<(), SidecarError> {
+    let invalid = |problem: String| SidecarError::InvalidSetting {
+        setting: "inbound",
+        problem,
+    };
+    if transport != Transport::Quic {
+        return Err(invalid(
+            "deliveries to an agent need the QUIC transport (over HTTP/2 the gateway \
+             cannot open streams towards the sidecar); use transport = \"quic\""
+                .into(),
+        ));
+    }
+    for addr in inbound.http.iter().chain(&inbound.tcp) {
+        if !addr.ip().is_loopback() {
+            return Err(invalid(format!(
+                "{addr} is not a loopback address; deliveries go only to the agent's own \
+                 loopback ports"
+            )));
+        }
+    }
+    if inbound.http.is_none() && inbound.tcp.is_none() {
+        return Err(invalid("give an http or tcp address to deliver to".into()));
+    }
+    if inbound.max_streams == 0 {
+        return Err(invalid("max_streams must be at least 1".into()));
+    }
+    Ok(())
 }
 
 /// A service name must be a valid envelope destination (SPEC.md §5.4): non-empty, without

@@ -56,7 +56,7 @@ pub(crate) fn refusal(envelope: &ResponseEnvelope) -> Response<ResponseBody> {
     let mut response = text(status, "unknown", &message);
     let headers = response.headers_mut();
     if let Some(head) = &envelope.http {
-        for (name, value) in end_to_end(head) {
+        for (name, value) in end_to_end(&head.headers) {
             // The body is ours, so the gateway's framing and type do not apply to it.
             if name != http::header::CONTENT_LENGTH && name != CONTENT_TYPE {
                 headers.append(name, value);
@@ -81,25 +81,26 @@ pub(crate) fn forwarded(head: &HttpResponseHead) -> Result<(StatusCode, HeaderMa
         .filter(|s| !s.is_informational())
         .ok_or_else(|| format!("the gateway relayed an unusable status {}", head.status))?;
     let mut headers = HeaderMap::with_capacity(head.headers.len());
-    for (name, value) in end_to_end(head) {
+    for (name, value) in end_to_end(&head.headers) {
         headers.append(name, value);
     }
     Ok((status, headers))
 }
 
-/// The end-to-end fields of a response head that are valid HTTP/1.1 fields. SPEC.md §5.8 already
+/// The end-to-end fields of an envelope's head that are valid HTTP/1.1 fields. SPEC.md §5.8 already
 /// excludes NUL, CR and LF; the few values hyper would still refuse (other control bytes) are
 /// skipped rather than failing the whole response.
-fn end_to_end(head: &HttpResponseHead) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
-    let options: Vec<String> = head
-        .headers
+pub(crate) fn end_to_end(
+    headers: &[aimux_wire::Header],
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+    let options: Vec<String> = headers
         .iter()
         .filter(|h| h.name == "connection")
         .filter_map(|h| std::str::from_utf8(&h.value).ok())
         .flat_map(|v| v.split(','))
         .map(|o| o.trim().to_ascii_lowercase())
         .collect();
-    head.headers.iter().filter_map(move |h| {
+    headers.iter().filter_map(move |h| {
         if is_hop_by_hop(&h.name, &options) {
             return None;
         }

@@ -82,19 +82,7 @@ pub(crate) fn build_envelope(
         target.authority.clone(),
         target.path.clone(),
     );
-    head.headers = headers
-        .iter()
-        .filter(|(name, _)| {
-            let name = name.as_str();
-            !is_hop_by_hop(name, &options) && !CARRIED_OR_CONSUMED.contains(&name)
-        })
-        .map(|(name, value)| {
-            Header::new(
-                name.as_str().to_owned(),
-                Bytes::copy_from_slice(value.as_bytes()),
-            )
-        })
-        .collect();
+    head.headers = envelope_fields(headers, &options, &CARRIED_OR_CONSUMED);
 
     let mut envelope = RequestEnvelope::http(target.destination.clone(), head);
     envelope.identity = Some(identity.to_owned());
@@ -102,6 +90,28 @@ pub(crate) fn build_envelope(
     envelope.trace = Some(trace_context(headers, ids));
     envelope.request_id = Some(RequestId::from(ids.request_id));
     envelope
+}
+
+/// The fields of `headers` for an envelope's head, in order: hop-by-hop fields and those
+/// in `skip` left out.
+pub(crate) fn envelope_fields(
+    headers: &HeaderMap,
+    options: &[String],
+    skip: &[&str],
+) -> Vec<Header> {
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            !is_hop_by_hop(name, options) && !skip.contains(&name)
+        })
+        .map(|(name, value)| {
+            Header::new(
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
 }
 
 /// Fields the envelope carries in its own fields or that this hop consumes.

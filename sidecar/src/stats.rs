@@ -87,6 +87,10 @@ pub struct SidecarStats {
     /// Requests the sidecar itself could not complete: no connection, stream errors,
     /// malformed or missing responses, bodies cut off mid-way.
     pub failures: u64,
+    /// Requests and TCP streams of other agents delivered to this one (allowed callers).
+    pub deliveries: u64,
+    /// Deliveries refused: a caller not allowed, or nothing to deliver to.
+    pub deliveries_refused: u64,
 }
 
 /// The shared counters.
@@ -97,6 +101,8 @@ pub(crate) struct Counters {
     pub(crate) forwarded: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) failures: AtomicU64,
+    pub(crate) deliveries: AtomicU64,
+    pub(crate) deliveries_refused: AtomicU64,
     pub(crate) connects: AtomicU64,
     pub(crate) failed_attempts: AtomicU64,
 }
@@ -162,6 +168,8 @@ impl StatsHandle {
             forwarded: get(&self.counters.forwarded),
             refused: get(&self.counters.refused),
             failures: get(&self.counters.failures),
+            deliveries: get(&self.counters.deliveries),
+            deliveries_refused: get(&self.counters.deliveries_refused),
         }
     }
 

@@ -82,8 +82,20 @@ pub(crate) struct Agent {
     pub(crate) transport: Transport,
     /// Bytes of each request body read ahead to classify it; `None`: the sidecar default.
     pub(crate) sniff_limit: Option<usize>,
+    /// Deliveries from other agents, over this agent's sidecar connection.
+    pub(crate) inbound: Option<Inbound>,
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
+}
+
+/// Where deliveries to an agent go (its own loopback ports) and who may send them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inbound {
+    pub(crate) http: Option<SocketAddr>,
+    pub(crate) tcp: Option<SocketAddr>,
+    /// Agent names or SPIFFE IDs, `*` globs allowed.
+    pub(crate) allow: Vec<String>,
+    pub(crate) max_streams: u32,
 }
 
 /// The tunnel between a sidecar and the gateway.
@@ -126,7 +138,10 @@ pub(crate) struct Listener {
 #[derive(Debug, Clone)]
 pub(crate) struct Service {
     pub(crate) name: String,
+    /// Empty for an agent service.
     pub(crate) upstreams: Vec<Upstream>,
+    /// The agent of the mesh this service is, if it is one.
+    pub(crate) agent: Option<String>,
     pub(crate) protocol: UpstreamProtocol,
     pub(crate) balance: aimux_gateway::Balance,
     pub(crate) retries: u32,

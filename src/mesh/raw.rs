@@ -45,6 +45,18 @@ pub(crate) struct RawAgent {
     pub(crate) key: Option<Spanned<String>>,
     /// Bytes of each request body the sidecar reads ahead to classify it (default 64 KiB).
     pub(crate) sniff_limit: Option<Spanned<i64>>,
+    /// What other agents may send this one, delivered over its sidecar's connection.
+    pub(crate) inbound: Option<Spanned<RawInbound>>,
+}
+
+/// `inbound = { http = "127.0.0.1:9100", tcp = "127.0.0.1:9200", allow = ["alice"] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInbound {
+    pub(crate) http: Option<Spanned<String>>,
+    pub(crate) tcp: Option<Spanned<String>>,
+    pub(crate) allow: Spanned<Vec<Spanned<String>>>,
+    pub(crate) max_streams: Option<Spanned<i64>>,
 }
 
 /// `{ listen = "127.0.0.1:15001", service = "echo" }` inside an agent's `listeners`.
@@ -62,7 +74,10 @@ pub(crate) struct RawListener {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawService {
     pub(crate) name: Spanned<String>,
-    pub(crate) upstreams: Spanned<Vec<Spanned<String>>>,
+    /// Absent for an agent service.
+    pub(crate) upstreams: Option<Spanned<Vec<Spanned<String>>>>,
+    /// The service is this agent of the mesh (exclusive with `upstreams`).
+    pub(crate) agent: Option<Spanned<String>>,
     pub(crate) protocol: Option<Spanned<String>>,
     /// `round_robin` (default) or `least_request`.
     pub(crate) balance: Option<Spanned<String>>,

@@ -53,6 +53,18 @@ impl fmt::Display for Mesh {
             for l in &a.listeners {
                 writeln!(f, "              {} → {}", l.listen, l.service)?;
             }
+            if let Some(inbound) = &a.inbound {
+                let to: Vec<String> = [("http", inbound.http), ("tcp", inbound.tcp)]
+                    .iter()
+                    .filter_map(|(kind, addr)| addr.map(|a| format!("{kind} {a}")))
+                    .collect();
+                writeln!(
+                    f,
+                    "              deliveries from {} → {}",
+                    inbound.allow.join(", "),
+                    to.join(", ")
+                )?;
+            }
             if let Some(proxy) = a.proxy {
                 writeln!(
                     f,
@@ -61,6 +73,14 @@ impl fmt::Display for Mesh {
             }
         }
         for s in &self.services {
+            if let Some(agent) = &s.agent {
+                writeln!(
+                    f,
+                    "service       {} → agent {agent}, over its sidecar's connection",
+                    s.name
+                )?;
+                continue;
+            }
             let ups: Vec<String> = s.upstreams.iter().map(ToString::to_string).collect();
             writeln!(
                 f,

@@ -18,6 +18,9 @@ use super::raw::*;
 #[path = "validate_policy.rs"]
 mod policy;
 use policy::routed_names;
+#[path = "validate_agents.rs"]
+mod agents;
+use agents::agent_refs;
 
 const SECTIONS: [&str; 9] = [
     "mesh",
@@ -99,6 +102,7 @@ impl Checker {
         let raw_isolation: Option<RawIsolation> = self.optional_table(&root, "isolation", source);
 
         let (trust_domain, certs_dir, bootstrap_certs) = self.mesh_section(raw_mesh?)?;
+        let agent_refs = agent_refs(&raw_services);
         let services = self.services(raw_services);
         let service_names: HashSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
         // Listeners may address a service, or a name only routes know (`match.service`),
@@ -116,6 +120,7 @@ impl Checker {
             gateway_has_h2,
             &mut listens,
         );
+        self.agent_services(&agent_refs, &agents);
         let agent_names: HashSet<&str> = agents.iter().map(|a| a.name.as_str()).collect();
         let routes = self.routes(raw_routes, &service_names);
         let access = self.access(raw_access, &agent_names, &service_names);
@@ -393,7 +398,7 @@ impl Checker {
                 self.claim_port(listens, addr, &what, p.span());
                 Some(addr)
             });
-            if raw.listeners.is_empty() && raw.proxy.is_none() {
+            if raw.listeners.is_empty() && raw.proxy.is_none() && raw.inbound.is_none() {
                 self.error_hint(
                     raw.name.span(),
                     format!("agent `{name}` has no listeners, so it cannot reach anything"),
@@ -439,12 +444,17 @@ impl Checker {
                     }
                 }
             });
+            let inbound = raw
+                .inbound
+                .as_ref()
+                .and_then(|i| self.inbound(i, &name, transport, &raw, listens));
             agents.push(Agent {
                 name,
                 listeners,
                 proxy,
                 transport,
                 sniff_limit,
+                inbound,
                 cert,
                 key,
             });
@@ -462,19 +472,23 @@ impl Checker {
             if !self.unique(&mut seen, &raw.name, "service") {
                 continue;
             }
-            if raw.upstreams.get_ref().is_empty() {
-                self.error_hint(
-                    raw.upstreams.span(),
-                    format!("service `{name}` has no upstreams"),
-                    "add a URL such as \"http://127.0.0.1:9000\", or \"builtin:echo\"",
-                );
-            }
-            let upstreams = raw
-                .upstreams
-                .get_ref()
-                .iter()
-                .filter_map(|u| self.upstream(u))
-                .collect();
+            let agent = self.service_agent(&raw, &name);
+            let upstreams = match &raw.upstreams {
+                Some(ups) if ups.get_ref().is_empty() => {
+                    self.error_hint(
+                        ups.span(),
+                        format!("service `{name}` has no upstreams"),
+                        "add a URL such as \"http://127.0.0.1:9000\", or \"builtin:echo\"",
+                    );
+                    Vec::new()
+                }
+                Some(ups) => ups
+                    .get_ref()
+                    .iter()
+                    .filter_map(|u| self.upstream(u))
+                    .collect(),
+                None => Vec::new(),
+            };
             let protocol = match &raw.protocol {
                 None => UpstreamProtocol::Http1,
                 Some(p) => self
@@ -485,6 +499,7 @@ impl Checker {
             services.push(Service {
                 name,
                 upstreams,
+                agent,
                 protocol,
                 balance,
                 retries,

@@ -2,6 +2,7 @@
 //! real CLI, free loopback ports, and a real HTTP/1.1 upstream that hashes what it receives.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)] // each test binary uses a subset
 
+pub mod a2a;
 pub mod upstream;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -54,9 +55,21 @@ pub struct Proc {
 impl Proc {
     /// Runs `aimux ARGS` in `dir`, logging to `dir/NAME.log`.
     pub fn spawn(name: &str, args: &[&str], dir: &Path) -> Proc {
+        Self::spawn_command(name, Command::new(aimux_bin()), args, dir)
+    }
+
+    /// Runs `aimux ARGS` inside network namespace `netns` (`ip netns exec` execs the
+    /// program, so killing the child kills aimux).
+    pub fn spawn_in_netns(name: &str, netns: &str, args: &[&str], dir: &Path) -> Proc {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, aimux_bin()]);
+        Self::spawn_command(name, command, args, dir)
+    }
+
+    fn spawn_command(name: &str, mut command: Command, args: &[&str], dir: &Path) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(aimux_bin())
+        let child = command
             .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info,aimux=debug")

@@ -130,10 +130,15 @@ pub(crate) struct Service {
     retries: u32,
     /// Raw TCP upstreams: the service takes raw streams only.
     tcp: bool,
+    /// An agent of the mesh: requests go over its sidecar's connection, not to upstreams.
+    agent: Option<aimux_certs::WorkloadName>,
 }
 
 impl Service {
     fn from_config(cfg: &ServiceConfig) -> Result<Self, GatewayError> {
+        if let Some(agent) = &cfg.agent {
+            return Self::agent(cfg, agent);
+        }
         if !matches!(
             cfg.protocol,
             UpstreamProtocol::Http1 | UpstreamProtocol::H2c
@@ -179,7 +184,32 @@ impl Service {
             protocol: cfg.protocol,
             retries: cfg.retries.min(MAX_RETRIES),
             tcp,
+            agent: None,
         })
+    }
+
+    /// A service that is an agent of the mesh: no upstreams, no balancer to speak of.
+    fn agent(cfg: &ServiceConfig, agent: &aimux_certs::WorkloadName) -> Result<Self, GatewayError> {
+        if !cfg.upstreams.is_empty() {
+            return Err(GatewayError::AgentWithUpstreams {
+                service: cfg.name.clone(),
+                agent: agent.to_string(),
+            });
+        }
+        Ok(Self {
+            name: cfg.name.clone(),
+            upstreams: Vec::new(),
+            balancer: Balancer::new(&cfg.name, std::iter::empty(), cfg.balance, cfg.breaker),
+            protocol: cfg.protocol,
+            retries: 0,
+            tcp: false,
+            agent: Some(agent.clone()),
+        })
+    }
+
+    /// The agent this service is, if it is one.
+    pub(crate) fn agent_name(&self) -> Option<&aimux_certs::WorkloadName> {
+        self.agent.as_ref()
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -330,6 +360,16 @@ impl Forwarder {
         // RFC 9110 §9.2.2: a request with an idempotent method can be sent again when the
         // first attempt may or may not have reached the server; a body already streamed
         // cannot, so only bodyless requests are retried.
+        if let Some(agent) = &service.agent {
+            return Err(ForwardError::Refused(Refusal::new(
+                Outcome::NoRoute,
+                format!(
+                    "service `{}` is agent `{agent}`, reachable only through the mesh's \
+                     tunnel (its sidecar's connection), not from the dev-mode listener",
+                    service.name
+                ),
+            )));
+        }
         if service.tcp {
             return Err(ForwardError::Refused(Refusal::new(
                 Outcome::NoRoute,
@@ -565,6 +605,7 @@ mod tests {
             breaker: Default::default(),
             retries: 2,
             tls: Default::default(),
+            agent: None,
         }
     }
 

@@ -1,3 +1,5 @@
+// Used by the TLS and HTTP/3 upstream clients being added on their branches.
+#![allow(dead_code)]
 //! TLS to upstreams: the rustls client configuration of a service's `https://` and HTTP/3
 //! upstreams, verifying against the service's CA certificates or the system's roots.
 

@@ -6,7 +6,7 @@
 //! `Limits::max_header_block` is rejected before it is read, so at most
 //! `MAX_PREFACE_LEN + max_header_block` bytes are ever held.
 
-use aimux_wire::{DecodeError, Limits, Malformed, RequestEnvelope, envelope_len};
+use aimux_wire::{DecodeError, Limits, Malformed, RequestEnvelope, ResponseEnvelope, envelope_len};
 use bytes::BytesMut;
 
 use super::transport::{RecvError, StreamRecv};
@@ -18,7 +18,7 @@ pub(crate) enum EnvelopeError {
     #[error("{0}")]
     Malformed(Malformed),
     /// The stream ended (FIN) inside the envelope: malformed too (SPEC.md §9).
-    #[error("the stream ended after {got} bytes, inside the request envelope")]
+    #[error("the stream ended after {got} bytes, inside the envelope")]
     Truncated { got: usize },
     /// The stream was reset or the connection lost: nobody is listening any more.
     #[error("{0}")]
@@ -30,10 +30,35 @@ pub(crate) async fn read_request(
     recv: &mut StreamRecv,
     limits: &Limits,
 ) -> Result<RequestEnvelope, EnvelopeError> {
+    let buf = read_envelope_bytes(recv, limits).await?;
+    match RequestEnvelope::decode_slice(&buf, limits) {
+        Ok((envelope, _len)) => Ok(envelope),
+        Err(e) => Err(malformed(e)),
+    }
+}
+
+/// Reads one response envelope from the front of `recv`: a destination sidecar's answer to
+/// a request delivered to its agent (SPEC.md §12.2).
+pub(crate) async fn read_response(
+    recv: &mut StreamRecv,
+    limits: &Limits,
+) -> Result<ResponseEnvelope, EnvelopeError> {
+    let buf = read_envelope_bytes(recv, limits).await?;
+    match ResponseEnvelope::decode_slice(&buf, limits) {
+        Ok((envelope, _len)) => Ok(envelope),
+        Err(e) => Err(malformed(e)),
+    }
+}
+
+/// The bytes of the envelope at the front of `recv`, and not one byte more.
+async fn read_envelope_bytes(
+    recv: &mut StreamRecv,
+    limits: &Limits,
+) -> Result<BytesMut, EnvelopeError> {
     let mut buf = BytesMut::with_capacity(aimux_wire::MAX_PREFACE_LEN);
     loop {
         let wanted = match envelope_len(&buf, limits) {
-            Ok(total) if buf.len() >= total => break,
+            Ok(total) if buf.len() >= total => return Ok(buf),
             Ok(total) => total - buf.len(),
             Err(DecodeError::Incomplete { needed, .. }) => needed.max(1),
             Err(e) => return Err(malformed(e)),
@@ -42,10 +67,6 @@ pub(crate) async fn read_request(
             Some(chunk) => buf.extend_from_slice(&chunk),
             None => return Err(EnvelopeError::Truncated { got: buf.len() }),
         }
-    }
-    match RequestEnvelope::decode_slice(&buf, limits) {
-        Ok((envelope, _len)) => Ok(envelope),
-        Err(e) => Err(malformed(e)),
     }
 }
 

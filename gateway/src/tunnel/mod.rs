@@ -3,6 +3,7 @@
 //! connection from its verified certificate, and the per-stream logic. The transports
 //! (`crate::quic`, `crate::h2`) only accept connections and streams and hand them here.
 
+mod deliver;
 pub(crate) mod envelope;
 pub(crate) mod raw;
 pub(crate) mod registry;
@@ -83,6 +84,7 @@ pub(crate) fn admit(
     let ctx = Arc::new(StreamContext {
         caller: Caller::new(id.clone(), &deps.shared.trust_domain),
         shared: Arc::clone(&deps.shared),
+        registry: Arc::clone(&deps.registry),
     });
     Some(Admitted {
         id,

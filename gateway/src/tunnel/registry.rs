@@ -19,7 +19,7 @@ pub(crate) enum Handle {
 }
 
 impl Handle {
-    fn key(&self) -> (&'static str, usize) {
+    fn key(&self) -> Key {
         match self {
             Handle::Quic(conn) => (Transport::Quic.as_str(), conn.stable_id()),
             Handle::H2(handle) => (Transport::H2.as_str(), handle.id()),
@@ -45,17 +45,38 @@ pub(crate) struct Live {
     pub(crate) certs: Arc<[CertificateDer<'static>]>,
 }
 
-/// Live connections by transport and connection id.
+/// Live connections by transport and connection id, with the newest connection of each
+/// identity (where requests for that agent are delivered, SPEC.md §12.2).
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    live: Mutex<HashMap<(&'static str, usize), Live>>,
+    inner: Mutex<Inner>,
+}
+
+type Key = (&'static str, usize);
+
+#[derive(Debug, Default)]
+struct Inner {
+    live: HashMap<Key, (u64, Live)>,
+    /// The connections of each identity, oldest first (a reconnecting sidecar briefly has
+    /// two: the new one until the old one's close is noticed).
+    by_id: HashMap<SpiffeId, Vec<(u64, Key)>>,
+    /// Registration order, so that the newest connection of an identity is known.
+    next_seq: u64,
 }
 
 impl Registry {
     /// Registers `live` until the returned guard drops.
     pub(crate) fn register(self: &Arc<Self>, live: Live) -> Registration {
         let key = live.conn.key();
-        self.lock().insert(key, live);
+        let mut inner = self.lock();
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner
+            .by_id
+            .entry(live.id.clone())
+            .or_default()
+            .push((seq, key));
+        inner.live.insert(key, (seq, live));
         Registration {
             registry: Arc::clone(self),
             key,
@@ -65,12 +86,20 @@ impl Registry {
     /// A copy of the current entries (cheap: handles and `Arc`s), so that checks and
     /// closes run without the lock.
     pub(crate) fn snapshot(&self) -> Vec<Live> {
-        self.lock().values().cloned().collect()
+        self.lock().live.values().map(|(_, l)| l.clone()).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, usize), Live>> {
-        // Every critical section is a single map operation: a poisoned map is still whole.
-        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The newest live connection whose certificate proves `id`, if any.
+    pub(crate) fn newest(&self, id: &SpiffeId) -> Option<Handle> {
+        let inner = self.lock();
+        let (_, key) = inner.by_id.get(id)?.last()?;
+        inner.live.get(key).map(|(_, l)| l.conn.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every critical section is a few map operations that cannot panic halfway: a
+        // poisoned map is still whole.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -78,11 +107,20 @@ impl Registry {
 #[derive(Debug)]
 pub(crate) struct Registration {
     registry: Arc<Registry>,
-    key: (&'static str, usize),
+    key: Key,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.key);
+        let mut inner = self.registry.lock();
+        let Some((seq, live)) = inner.live.remove(&self.key) else {
+            return;
+        };
+        if let Some(list) = inner.by_id.get_mut(&live.id) {
+            list.retain(|(s, _)| *s != seq);
+            if list.is_empty() {
+                inner.by_id.remove(&live.id);
+            }
+        }
     }
 }

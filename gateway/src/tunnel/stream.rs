@@ -17,6 +17,7 @@ use http::{Method, header};
 use http_body_util::BodyExt;
 use tracing::{debug, warn};
 
+use super::deliver::{Delivery, deliver};
 use super::envelope::{EnvelopeError, read_request};
 use super::transport::{Stopped, StreamRecv, StreamSend};
 use crate::forward::body::{RequestBody, ResponseBody, TunnelBody};
@@ -39,6 +40,8 @@ pub(crate) struct StreamContext {
     pub(crate) shared: Arc<Shared>,
     /// The identity the peer certificate proves.
     pub(crate) caller: Caller,
+    /// Every live sidecar connection, for delivery to agents.
+    pub(crate) registry: Arc<super::registry::Registry>,
 }
 
 /// Serves one stream to its end.
@@ -145,6 +148,17 @@ async fn handle(
         return;
     };
     let service = admitted.service;
+    if let Some(agent) = service.agent_name() {
+        let delivery = Delivery {
+            envelope: &envelope,
+            service: &service,
+            agent,
+            head_timeout: admitted.timeout.unwrap_or(shared.timeouts.response_head),
+            request_id: &request_id,
+        };
+        deliver(&mut ex, recv, delivery).await;
+        return;
+    }
     let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
         let reason = format!("method `{}` cannot be forwarded", head.method);
         ex.refuse(Refusal::new(Outcome::MalformedRequest, reason), &mut recv)
@@ -199,6 +213,17 @@ async fn raw_stream(
         return;
     };
     let service = admitted.service;
+    if let Some(agent) = service.agent_name() {
+        let delivery = Delivery {
+            envelope,
+            service: &service,
+            agent,
+            head_timeout: admitted.timeout.unwrap_or(shared.timeouts.response_head),
+            request_id,
+        };
+        deliver(&mut ex, recv, delivery).await;
+        return;
+    }
     if !service.is_tcp() {
         let reason = format!(
             "service `{}` forwards HTTP; a raw TCP stream needs a service with tcp:// upstreams",
@@ -249,13 +274,13 @@ fn body_expected(method: &Method, headers: &http::HeaderMap) -> bool {
 }
 
 /// The answering side of one stream.
-struct Exchange<'a> {
-    ctx: &'a StreamContext,
-    send: StreamSend,
+pub(super) struct Exchange<'a> {
+    pub(super) ctx: &'a StreamContext,
+    pub(super) send: StreamSend,
     service_label: String,
     started: Instant,
     /// Counts the stream as open until its response is complete.
-    open: Option<GaugeGuard>,
+    pub(super) open: Option<GaugeGuard>,
 }
 
 impl<'a> Exchange<'a> {
@@ -296,7 +321,7 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    fn record(&self, status: Status) {
+    pub(super) fn record(&self, status: Status) {
         self.ctx.shared.record(
             self.ctx.caller.id_str(),
             &self.service_label,
@@ -307,13 +332,13 @@ impl<'a> Exchange<'a> {
 
     /// Answers with `refusal` and ends the stream; the request body is not wanted, so the
     /// sidecar is asked to stop sending it (SPEC.md §2.6 allows answering first).
-    async fn refuse(&mut self, refusal: Refusal, recv: &mut StreamRecv) {
+    pub(super) async fn refuse(&mut self, refusal: Refusal, recv: &mut StreamRecv) {
         self.refuse_with(refusal, codes::STREAM_CANCELLED).await;
         recv.stop(codes::STREAM_CANCELLED);
     }
 
     /// Answers with `refusal`; if even that cannot be sent, resets with `reset_code`.
-    async fn refuse_with(&mut self, refusal: Refusal, reset_code: u32) {
+    pub(super) async fn refuse_with(&mut self, refusal: Refusal, reset_code: u32) {
         self.record(Status::Outcome(refusal.outcome));
         let head = refusal.http_head();
         let mut envelope = ResponseEnvelope::new(refusal.outcome, bounded(refusal.reason));
@@ -332,7 +357,7 @@ impl<'a> Exchange<'a> {
     /// Ends the response and waits (bounded) until the sidecar has it. The stream stops
     /// counting as open before the FIN leaves, so whoever has read the whole response sees
     /// it closed in the metrics.
-    async fn finish(&mut self) {
+    pub(super) async fn finish(&mut self) {
         self.open = None;
         if self.send.finish().is_ok() {
             let _ = tokio::time::timeout(ACK_WAIT, self.send.stopped()).await;

@@ -123,6 +123,7 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
         breaker: Default::default(),
         retries: 2,
         tls: Default::default(),
+        agent: None,
     }
 }
 

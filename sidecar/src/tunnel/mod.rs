@@ -150,6 +150,7 @@ pub(crate) fn quic_client_config(
     tls: rustls::ClientConfig,
     gateway: &GatewayTarget,
     settings: &TunnelSettings,
+    deliveries: u32,
 ) -> Result<quinn::ClientConfig, SidecarError> {
     let quic =
         QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| SidecarError::InvalidGateway {
@@ -166,8 +167,9 @@ pub(crate) fn quic_client_config(
     transport
         .keep_alive_interval(Some(settings.keep_alive))
         .max_idle_timeout(Some(idle))
-        // SPEC.md §12: only the sidecar opens streams; the gateway may open none.
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        // SPEC.md §12.2: the gateway opens streams only to deliver requests to this agent,
+        // and only as many as the agent's inbound allows (none without one).
+        .max_concurrent_bidi_streams(VarInt::from_u32(deliveries))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(None);
     let mut config = quinn::ClientConfig::new(Arc::new(quic));

@@ -30,6 +30,7 @@ use super::transport::TunnelConn;
 use super::verifier::RecordingVerifier;
 use crate::config::{GatewayTarget, TunnelSettings};
 use crate::fmt::Secs;
+use crate::inbound::{self, Inbound};
 use crate::stats::{ConnectionState, Counters};
 
 /// A connection that lived this long "stayed up": the next failure starts the backoff over.
@@ -87,6 +88,8 @@ pub(crate) struct Supervisor {
     pub(crate) subject: Subject,
     pub(crate) link: watch::Sender<LinkStatus>,
     pub(crate) counters: Arc<Counters>,
+    /// Deliveries to this agent, served on each QUIC connection while it lives.
+    pub(crate) inbound: Option<Arc<Inbound>>,
 }
 
 impl Supervisor {
@@ -108,14 +111,17 @@ impl Supervisor {
                     Counters::incr(&self.counters.connects);
                     report.connected(&self.gateway, &self.subject);
                     self.publish(ConnectionState::Connected, Some(live.conn()), None, None);
+                    let deliveries = self.serve_deliveries(&live);
                     let failure = tokio::select! {
                         biased;
                         () = stop.cancelled() => {
+                            deliveries.stop().await;
                             self.shut(live).await;
                             break;
                         }
                         failure = live.closed() => failure,
                     };
+                    deliveries.stop().await;
                     if up_since.elapsed() >= STABLE_AFTER {
                         backoff.reset();
                     }
@@ -158,6 +164,20 @@ impl Supervisor {
             dialer.shutdown(H2_CLOSE_WAIT).await;
         }
         debug!(gateway = %self.gateway.addr, "tunnel supervisor stopped");
+    }
+
+    /// Starts accepting deliveries on a QUIC connection, if this agent takes any.
+    fn serve_deliveries(&self, live: &Live) -> Deliveries {
+        let stop = CancellationToken::new();
+        let task = match (live, &self.inbound) {
+            (Live::Quic(conn), Some(inbound)) => Some(tokio::spawn(inbound::serve(
+                conn.clone(),
+                Arc::clone(inbound),
+                stop.clone(),
+            ))),
+            _ => None,
+        };
+        Deliveries { stop, task }
     }
 
     /// Closes the live connection on shutdown: QUIC with `SHUTDOWN` (SPEC.md §12); HTTP/2,
@@ -341,6 +361,24 @@ impl Reporter {
                  apart)",
                 Secs(settings.backoff_max)
             ),
+        }
+    }
+}
+
+/// The delivery task of one connection; stopping it aborts the deliveries in flight.
+struct Deliveries {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Deliveries {
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Some(task) = self.task
+            && let Err(e) = task.await
+            && e.is_panic()
+        {
+            error!("the delivery task panicked: {e}");
         }
     }
 }

@@ -115,6 +115,7 @@ impl Mesh {
             listeners: vec![any("echo"), any("tools")],
             proxy: Some("127.0.0.1:0".parse().unwrap()),
             tunnel,
+            inbound: None,
         }
     }
 }
