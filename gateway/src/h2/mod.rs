@@ -168,7 +168,7 @@ pub(crate) struct CloseHandle {
 }
 
 impl CloseHandle {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             requested: CancellationToken::new(),

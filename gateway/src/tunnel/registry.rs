@@ -124,3 +124,54 @@ impl Drop for Registration {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(id: &str) -> (Live, usize) {
+        let handle = CloseHandle::new();
+        let key = handle.id();
+        let live = Live {
+            conn: Handle::H2(handle),
+            id: SpiffeId::parse(id).unwrap(),
+            certs: Arc::from(Vec::new()),
+        };
+        (live, key)
+    }
+
+    fn newest_key(registry: &Registry, id: &str) -> Option<usize> {
+        match registry.newest(&SpiffeId::parse(id).unwrap())? {
+            Handle::H2(h) => Some(h.id()),
+            Handle::Quic(c) => Some(c.stable_id()),
+        }
+    }
+
+    #[test]
+    fn the_newest_connection_of_an_identity_is_found_until_it_goes() {
+        let registry = Arc::new(Registry::default());
+        let bob = "spiffe://t.test/agent/bob";
+        assert_eq!(newest_key(&registry, bob), None);
+        let (old, old_key) = live(bob);
+        let old = registry.register(old);
+        // A reconnecting sidecar: the new connection registers before the old one is gone.
+        let (new, new_key) = live(bob);
+        let new = registry.register(new);
+        let (alice, _) = live("spiffe://t.test/agent/alice");
+        let _alice = registry.register(alice);
+        assert_eq!(newest_key(&registry, bob), Some(new_key));
+        // The new one dies first (say, its handshake raced a revocation): the old one is
+        // still there to use.
+        drop(new);
+        assert_eq!(newest_key(&registry, bob), Some(old_key));
+        drop(old);
+        assert_eq!(newest_key(&registry, bob), None);
+        assert_eq!(registry.snapshot().len(), 1);
+        assert!(
+            !registry
+                .lock()
+                .by_id
+                .contains_key(&SpiffeId::parse(bob).unwrap())
+        );
+    }
+}
