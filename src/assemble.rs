@@ -116,6 +116,7 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
             breaker: service.breaker,
             retries: service.retries,
             tls: gw::UpstreamTls::default(),
+            max_requests: gw::ServiceConfig::DEFAULT_MAX_REQUESTS,
         });
     }
     Ok(gw::PolicyConfig {

@@ -131,6 +131,7 @@ async fn gateway_with_access(
                 breaker: Default::default(),
                 retries: 2,
                 tls: Default::default(),
+                max_requests: ServiceConfig::DEFAULT_MAX_REQUESTS,
             }],
             access,
             ..Default::default()

@@ -16,6 +16,11 @@
 //! **Outstanding requests.** Every pick returns a [`Lease`] that counts one request in flight
 //! on that upstream until it is dropped; the forwarder keeps it in the response body, so a
 //! streamed response counts until its last byte.
+//!
+//! **Request limit.** An upstream with `max_requests` requests in flight is skipped, like one
+//! whose breaker is open; when every upstream is full the pick fails at once with
+//! [`Unavailable::AtLimit`] (Envoy's `max_requests` circuit breaker). Queueing instead would
+//! only move the overload into the gateway's memory and the caller's latency.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -139,6 +144,8 @@ impl Breaker {
 #[derive(Debug)]
 struct Endpoint {
     outstanding: AtomicUsize,
+    /// Most requests in flight at once (at least 1).
+    max_requests: usize,
     breaker: Mutex<Breaker>,
     config: BreakerConfig,
     /// "upstream URL of service `NAME`", for logs.
@@ -161,6 +168,20 @@ impl Endpoint {
 
     fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn full(&self) -> bool {
+        self.outstanding() >= self.max_requests
+    }
+
+    /// Counts one more request in flight unless the upstream is at its limit. A
+    /// compare-and-swap, so concurrent picks can never push it past the limit.
+    fn reserve(&self) -> bool {
+        self.outstanding
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_requests).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     fn log(&self, transition: Transition) {
@@ -255,6 +276,25 @@ pub(crate) enum Unavailable {
         /// in flight.
         retry_in: Option<Duration>,
     },
+    /// Every upstream that would take a request has `limit` requests in flight already.
+    #[error(
+        "{} at {} limit of {limit} requests in flight (max_requests); retry later, or raise \
+         max_requests if the upstreams can take more",
+        match (.full, .total) {
+            (_, 1) => "its upstream is".to_owned(),
+            (f, t) if f == t => format!("all {t} of its upstreams are"),
+            (f, t) => format!("each of its upstreams whose circuit breaker lets requests \
+                               through ({f} of {t}) is"),
+        },
+        if *.full > 1 && .full == .total { "their" } else { "its" }
+    )]
+    AtLimit {
+        /// Upstreams at their limit (the others' breakers are open).
+        full: usize,
+        /// Upstreams of the service.
+        total: usize,
+        limit: usize,
+    },
 }
 
 /// What the metrics show of one upstream.
@@ -275,18 +315,22 @@ pub(crate) struct Balancer {
 }
 
 impl Balancer {
-    /// A balancer over `upstreams` (their URLs, for logs), all breakers closed.
+    /// A balancer over `upstreams` (their URLs, for logs), all breakers closed, each
+    /// upstream taking at most `max_requests` requests at once (0 counts as 1).
     pub(crate) fn new<'a>(
         service: &str,
         upstreams: impl IntoIterator<Item = &'a str>,
         balance: Balance,
         breaker: BreakerConfig,
+        max_requests: u32,
     ) -> Self {
+        let max_requests = usize::try_from(max_requests).unwrap_or(usize::MAX).max(1);
         let endpoints = upstreams
             .into_iter()
             .map(|url| {
                 Arc::new(Endpoint {
                     outstanding: AtomicUsize::new(0),
+                    max_requests,
                     breaker: Mutex::new(Breaker::Closed { failures: 0 }),
                     config: breaker,
                     label: format!("upstream {url} of service `{service}`"),
@@ -301,7 +345,8 @@ impl Balancer {
         }
     }
 
-    /// Picks an upstream whose breaker lets a request through.
+    /// Picks an upstream whose breaker lets a request through and that is below its
+    /// request limit.
     pub(crate) fn pick(&self, now: Instant) -> Result<Lease, Unavailable> {
         let n = self.endpoints.len();
         if n == 0 {
@@ -335,7 +380,10 @@ impl Balancer {
 
     fn least_loaded(&self, start: usize, now: Instant) -> Option<usize> {
         let n = self.endpoints.len();
-        let available = |i: usize| self.endpoints[i].available(now);
+        let available = |i: usize| {
+            let e = &self.endpoints[i];
+            !e.full() && e.available(now)
+        };
         let load = |i: usize| self.endpoints[i].outstanding();
         // The first minimum from `start` on: ties go round robin.
         let scan = || {
@@ -362,12 +410,20 @@ impl Balancer {
 
     fn admit(&self, index: usize, now: Instant) -> Option<Lease> {
         let endpoint = self.endpoints.get(index)?;
+        // The slot first: a half-open breaker must not hand its one trial to a request
+        // that then finds the upstream full.
+        if !endpoint.reserve() {
+            return None;
+        }
         let trial = if endpoint.enabled() {
-            endpoint.breaker().admit(now)?
+            let Some(trial) = endpoint.breaker().admit(now) else {
+                endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            };
+            trial
         } else {
             false
         };
-        endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
         if trial {
             tracing::info!("{}: cooldown over; sending a trial request", endpoint.label);
         }
@@ -380,6 +436,19 @@ impl Balancer {
     }
 
     fn unavailable(&self, now: Instant) -> Unavailable {
+        // An upstream that is up but full makes this an overload, not an outage.
+        let full_but_up = self
+            .endpoints
+            .iter()
+            .filter(|e| e.full() && e.available(now))
+            .count();
+        if full_but_up > 0 {
+            return Unavailable::AtLimit {
+                full: full_but_up,
+                total: self.endpoints.len(),
+                limit: self.endpoints.first().map_or(0, |e| e.max_requests),
+            };
+        }
         let retry_in = self
             .endpoints
             .iter()
@@ -422,6 +491,7 @@ mod tests {
                 consecutive_failures: failures,
                 cooldown: Duration::from_secs(10),
             },
+            1024,
         )
     }
 
@@ -434,7 +504,13 @@ mod tests {
 
     #[test]
     fn round_robin_takes_turns_and_skips_open_breakers() {
-        let b = Balancer::new("svc", URLS, Balance::RoundRobin, BreakerConfig::default());
+        let b = Balancer::new(
+            "svc",
+            URLS,
+            Balance::RoundRobin,
+            BreakerConfig::default(),
+            1024,
+        );
         let now = Instant::now();
         let picked: Vec<_> = (0..6).map(|_| b.pick(now).unwrap().index()).collect();
         assert_eq!(picked, [0, 1, 2, 0, 1, 2]);
@@ -522,7 +598,13 @@ mod tests {
 
     #[test]
     fn leases_count_outstanding_requests_until_dropped() {
-        let b = Balancer::new("svc", URLS, Balance::RoundRobin, BreakerConfig::default());
+        let b = Balancer::new(
+            "svc",
+            URLS,
+            Balance::RoundRobin,
+            BreakerConfig::default(),
+            1024,
+        );
         let now = Instant::now();
         let first = b.pick(now).unwrap();
         let second = b.pick(now).unwrap();
@@ -537,7 +619,13 @@ mod tests {
 
     #[test]
     fn least_request_prefers_idle_upstreams_and_breaks_ties_in_turn() {
-        let b = Balancer::new("svc", URLS, Balance::LeastRequest, BreakerConfig::default());
+        let b = Balancer::new(
+            "svc",
+            URLS,
+            Balance::LeastRequest,
+            BreakerConfig::default(),
+            1024,
+        );
         let now = Instant::now();
         // Three picks while all hold their leases: one each.
         let held: Vec<_> = (0..3).map(|_| b.pick(now).unwrap()).collect();
@@ -612,14 +700,129 @@ mod tests {
                 consecutive_failures: 1,
                 cooldown: Duration::MAX,
             },
+            1024,
         );
         fail(&forever, 0, 1, now);
         assert!(forever.pick(now + Duration::from_secs(3600)).is_err());
         assert_eq!(
-            Balancer::new("svc", [], Balance::RoundRobin, BreakerConfig::default())
-                .pick(now)
-                .unwrap_err(),
+            Balancer::new(
+                "svc",
+                [],
+                Balance::RoundRobin,
+                BreakerConfig::default(),
+                1024
+            )
+            .pick(now)
+            .unwrap_err(),
             Unavailable::NoUpstreams
         );
+    }
+
+    fn limited(n: usize, balance: Balance, max_requests: u32) -> Balancer {
+        let urls: Vec<String> = (0..n).map(|i| format!("http://u{i}:80")).collect();
+        Balancer::new(
+            "svc",
+            urls.iter().map(String::as_str),
+            balance,
+            BreakerConfig::default(),
+            max_requests,
+        )
+    }
+
+    #[test]
+    fn an_upstream_at_its_request_limit_is_skipped() {
+        for balance in [Balance::RoundRobin, Balance::LeastRequest] {
+            let b = limited(2, balance, 2);
+            let now = Instant::now();
+            let held: Vec<_> = (0..4).map(|_| b.pick(now).unwrap()).collect();
+            let mut per_upstream = [0; 2];
+            for lease in &held {
+                per_upstream[lease.index()] += 1;
+            }
+            assert_eq!(
+                per_upstream,
+                [2, 2],
+                "{balance:?}: the limit fills both evenly"
+            );
+            let full = b.pick(now).unwrap_err();
+            assert_eq!(
+                full,
+                Unavailable::AtLimit {
+                    full: 2,
+                    total: 2,
+                    limit: 2
+                }
+            );
+            assert_eq!(
+                full.to_string(),
+                "all 2 of its upstreams are at their limit of 2 requests in flight \
+                 (max_requests); retry later, or raise max_requests if the upstreams can take \
+                 more"
+            );
+            // One finishes: its upstream takes the next request, and only that one.
+            let freed = held.iter().position(|l| l.index() == 1).unwrap();
+            let mut held = held;
+            drop(held.remove(freed));
+            assert_eq!(b.pick(now).map(|l| l.index()).ok(), Some(1), "{balance:?}");
+        }
+    }
+
+    #[test]
+    fn a_full_upstream_keeps_its_half_open_trial_and_full_beats_open_in_the_reason() {
+        let b = limited(2, Balance::RoundRobin, 1);
+        let t0 = Instant::now();
+        // Upstream 0's breaker opens; upstream 1 is up but full.
+        fail(&b, 0, 5, t0);
+        let busy = b.admit(1, t0).unwrap();
+        let err = b.pick(t0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "each of its upstreams whose circuit breaker lets requests through (1 of 2) is at \
+             its limit of 1 requests in flight (max_requests); retry later, or raise \
+             max_requests if the upstreams can take more"
+        );
+        drop(busy);
+        // Once both are down, it is an outage again.
+        fail(&b, 1, 5, t0);
+        assert!(matches!(b.pick(t0), Err(Unavailable::AllOpen { .. })));
+
+        // Half-open and full: the trial slot is not used up by a refused pick.
+        let single = limited(1, Balance::RoundRobin, 1);
+        fail(&single, 0, 5, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let trial = single.pick(t1).unwrap();
+        assert!(trial.trial);
+        assert!(single.pick(t1).is_err());
+        drop(trial);
+        assert!(single.pick(t1).unwrap().trial, "the trial slot came back");
+    }
+
+    #[test]
+    fn concurrent_picks_never_exceed_the_limit() {
+        let b = Arc::new(limited(3, Balance::LeastRequest, 5));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || {
+                    let now = Instant::now();
+                    let mut held = Vec::new();
+                    for _ in 0..1000 {
+                        if let Ok(lease) = b.pick(now) {
+                            held.push(lease);
+                        }
+                        for s in b.status(now) {
+                            assert!(s.outstanding <= 5, "{}", s.outstanding);
+                        }
+                        if held.len() > 2 {
+                            held.clear();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(b.status(Instant::now()).iter().all(|s| s.outstanding == 0));
     }
 }

@@ -4,6 +4,7 @@
 //! sidecar does.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tls;
 pub mod tunnel;
 pub mod upstream;
 
@@ -123,6 +124,7 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
         breaker: Default::default(),
         retries: 2,
         tls: Default::default(),
+        max_requests: ServiceConfig::DEFAULT_MAX_REQUESTS,
     }
 }
 
