@@ -91,3 +91,5 @@ pub(crate) fn parse(origin: Origin, source: String) -> Result<Mesh, Invalid> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_upstreams;

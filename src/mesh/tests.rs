@@ -8,11 +8,11 @@ use super::validate;
 use super::*;
 
 /// `(line, message, hint)` of every mistake.
-fn mistakes(source: &str) -> Vec<(usize, String, String)> {
+pub(super) fn mistakes(source: &str) -> Vec<(usize, String, String)> {
     mistakes_in(source, Path::new("/nonexistent"))
 }
 
-fn mistakes_in(source: &str, dir: &Path) -> Vec<(usize, String, String)> {
+pub(super) fn mistakes_in(source: &str, dir: &Path) -> Vec<(usize, String, String)> {
     match validate::parse(source, dir) {
         Ok(_) => Vec::new(),
         Err(diags) => diags
@@ -26,7 +26,7 @@ fn mistakes_in(source: &str, dir: &Path) -> Vec<(usize, String, String)> {
 }
 
 /// 1-based line of the first line of `source` containing `needle`.
-fn line_of(source: &str, needle: &str) -> usize {
+pub(super) fn line_of(source: &str, needle: &str) -> usize {
     source
         .lines()
         .position(|l| l.contains(needle))
@@ -34,7 +34,12 @@ fn line_of(source: &str, needle: &str) -> usize {
         .unwrap_or_else(|| panic!("{needle:?} not in source"))
 }
 
-fn assert_mistake(found: &[(usize, String, String)], line: usize, message: &str, hint: &str) {
+pub(super) fn assert_mistake(
+    found: &[(usize, String, String)],
+    line: usize,
+    message: &str,
+    hint: &str,
+) {
     assert!(
         found
             .iter()
@@ -43,7 +48,7 @@ fn assert_mistake(found: &[(usize, String, String)], line: usize, message: &str,
     );
 }
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 [mesh]
 trust_domain = "example.org"
 bootstrap_certs = true

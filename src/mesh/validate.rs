@@ -18,6 +18,8 @@ use super::raw::*;
 #[path = "validate_policy.rs"]
 mod policy;
 use policy::routed_names;
+#[path = "validate_service.rs"]
+mod service;
 
 const SECTIONS: [&str; 9] = [
     "mesh",
@@ -108,6 +110,7 @@ impl Checker {
         let mut listens = HashMap::new();
         let gateway = self.gateway(raw_gateway?, &certs_dir, bootstrap_certs, &mut listens);
         let gateway_has_h2 = gateway.as_ref().is_some_and(|g| g.h2.is_some());
+        self.listener_kinds(&raw_agents, &services);
         let agents = self.agents(
             raw_agents,
             &addressable,
@@ -469,7 +472,7 @@ impl Checker {
                     "add a URL such as \"http://127.0.0.1:9000\", or \"builtin:echo\"",
                 );
             }
-            let upstreams = raw
+            let upstreams: Vec<Upstream> = raw
                 .upstreams
                 .get_ref()
                 .iter()
@@ -482,6 +485,7 @@ impl Checker {
                     .unwrap_or(UpstreamProtocol::Http1),
             };
             let (balance, retries, breaker) = self.resilience(&raw);
+            let (tls, max_requests) = self.service_upstreams(&raw, &name, &upstreams, protocol);
             services.push(Service {
                 name,
                 upstreams,
@@ -489,6 +493,8 @@ impl Checker {
                 balance,
                 retries,
                 breaker,
+                tls,
+                max_requests,
             });
         }
         services
