@@ -85,6 +85,18 @@ async fn http2_over_tls_carries_big_bodies_and_multiplexes_on_one_connection() {
         "256 KiB crossed HTTP/1.1 → HTTP/2 over TLS intact"
     );
 
+    // The same from a sidecar over the QUIC tunnel.
+    let conn = connect(&mesh, &mesh.alice, &gw, Transport::Quic).await;
+    let env = request(&mesh.alice, "secure", "POST", "/upload");
+    let reply = exchange(&conn, &env, body.clone()).await.unwrap();
+    assert_eq!(reply.envelope.outcome, Outcome::Forwarded, "{reply:?}");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.header("x-seen-version"), "HTTP/2.0");
+    assert_eq!(
+        reply.body, body,
+        "256 KiB crossed the tunnel and HTTP/2 over TLS intact"
+    );
+
     let mut calls = Vec::new();
     for i in 0..20 {
         calls.push(tokio::spawn(async move {
@@ -274,4 +286,27 @@ async fn http2_refuses_a_server_that_does_not_choose_h2() {
         assert!(reason.contains("\"auto\""), "{reason}");
         gw.stop().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_plain_http_server_at_an_https_url_is_told_apart() {
+    let mesh = Mesh::new();
+    let plain = support::upstream::start().await;
+    let mut cfg = config(&mesh, plain.addr);
+    let ca = TestCa::new("upstream CA");
+    cfg.policy.services.push(secure(
+        format!("https://{}", plain.addr),
+        UpstreamProtocol::Auto,
+        &ca,
+    ));
+    let gw = Running::start(cfg).await;
+    let (status, _, body) = post(&gw, b"x").await;
+    let reason = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{reason}");
+    assert!(
+        reason.contains("did not complete a TLS handshake")
+            && reason.contains("use an http:// URL"),
+        "{reason}"
+    );
+    gw.stop().await.unwrap();
 }
