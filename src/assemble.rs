@@ -115,7 +115,8 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
             balance: service.balance,
             breaker: service.breaker,
             retries: service.retries,
-            tls: gw::UpstreamTls::default(),
+            tls: upstream_tls(service)?,
+            max_requests: service.max_requests,
             agent: match &service.agent {
                 Some(name) => Some(
                     WorkloadName::new(name)
@@ -150,6 +151,29 @@ pub(crate) async fn policy(mesh: &Mesh, builtins: &Builtins) -> anyhow::Result<g
             min_score: mesh.semantic.min_score,
             margin: mesh.semantic.margin,
         },
+    })
+}
+
+/// How the gateway checks the certificates of a service's `https://` upstreams: the CA of
+/// `tls.ca`, read now (so a reload picks up a renewed file), or the system's roots.
+fn upstream_tls(service: &mesh::Service) -> anyhow::Result<gw::UpstreamTls> {
+    let Some(tls) = &service.tls else {
+        return Ok(gw::UpstreamTls::default());
+    };
+    let roots = match &tls.ca {
+        Some(path) => aimux_certs::load_certs(path).with_context(|| {
+            format!(
+                "service `{}`: cannot use tls.ca {}; it must be a PEM file holding the CA \
+                 certificate(s) that issued the upstream's certificate",
+                service.name,
+                path.display()
+            )
+        })?,
+        None => Vec::new(),
+    };
+    Ok(gw::UpstreamTls {
+        roots,
+        server_name: tls.server_name.clone(),
     })
 }
 
@@ -235,4 +259,52 @@ pub(crate) fn sidecar(mesh: &Mesh, name: &str) -> anyhow::Result<sc::SidecarConf
             t
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(tls: Option<mesh::ServiceTls>) -> mesh::Service {
+        mesh::Service {
+            name: "secure".into(),
+            upstreams: vec![Upstream::Url("https://127.0.0.1:9443".into())],
+            agent: None,
+            protocol: mesh::UpstreamProtocol::Auto,
+            balance: gw::Balance::default(),
+            retries: 2,
+            breaker: gw::BreakerConfig::default(),
+            tls,
+            max_requests: 8,
+        }
+    }
+
+    #[test]
+    fn tls_ca_fills_the_roots_and_a_bad_file_says_which_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = aimux_certs::time::OffsetDateTime::now_utc();
+        let params =
+            aimux_certs::InitParams::new(aimux_certs::TrustDomain::new("up.test").unwrap(), now)
+                .unwrap();
+        aimux_certs::Authority::init(dir.path(), &params, now).unwrap();
+        let tls = |ca: &str| {
+            Some(mesh::ServiceTls {
+                ca: Some(dir.path().join(ca)),
+                server_name: Some("api.test".into()),
+            })
+        };
+        let got = upstream_tls(&service(tls("ca.crt"))).unwrap();
+        assert_eq!(got.roots.len(), 1);
+        assert_eq!(got.server_name.as_deref(), Some("api.test"));
+        assert!(upstream_tls(&service(None)).unwrap().roots.is_empty());
+
+        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+        for file in ["missing.pem", "empty.pem"] {
+            let e = format!("{:#}", upstream_tls(&service(tls(file))).unwrap_err());
+            assert!(
+                e.starts_with("service `secure`: cannot use tls.ca ") && e.contains(file),
+                "{e}"
+            );
+        }
+    }
 }

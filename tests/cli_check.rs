@@ -88,3 +88,42 @@ fn a_reader_that_leaves_early_is_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn a_listener_that_does_not_carry_what_its_service_takes_is_a_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = include_str!("../mesh.toml").replace(
+        "{ listen = \"127.0.0.1:15002\", service = \"tools\" },",
+        "{ listen = \"127.0.0.1:15002\", service = \"tools\", protocol = \"tcp\" },",
+    );
+    assert_ne!(
+        bad,
+        include_str!("../mesh.toml"),
+        "the listener to change exists"
+    );
+    std::fs::write(dir.path().join("bad.toml"), &bad).unwrap();
+    let (code, _, stderr) = aimux(&["check", "--config", "bad.toml"], dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: listener 127.0.0.1:15002 of agent `demo-agent` is raw TCP (protocol = \
+             \"tcp\"), but service `tools` takes HTTP requests (builtin:mcp-tools)"
+        ),
+        "{stderr}"
+    );
+    let line = bad
+        .lines()
+        .position(|l| l.contains("\"tools\", protocol"))
+        .unwrap()
+        + 1;
+    let column = bad.lines().nth(line - 1).unwrap().find("\"tcp\"").unwrap() + 1;
+    assert!(
+        stderr.contains(&format!("--> bad.toml:{line}:{column}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("remove protocol = \"tcp\""), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with("bad.toml: 1 mistake"),
+        "{stderr}"
+    );
+}

@@ -97,8 +97,9 @@ impl TunnelConfig {
 pub struct ServiceConfig {
     /// The name envelopes (and routes and access rules) use.
     pub name: String,
-    /// Base URLs `http://host:port[/base]`; requests are spread over them as `balance`
-    /// says. Empty for an agent service.
+    /// Base URLs `http://host:port[/base]` or `https://host[:port][/base]` (or
+    /// `tcp://host:port` for a raw TCP service); requests are spread over them as
+    /// `balance` says. Empty for an agent service.
     pub upstreams: Vec<http::Uri>,
     /// The service is this agent of the mesh: its requests and TCP streams are delivered,
     /// still in their envelopes, over the agent's own sidecar connection (SPEC.md §12.2),
@@ -116,6 +117,10 @@ pub struct ServiceConfig {
     pub retries: u32,
     /// How the certificates of `https://` and HTTP/3 upstreams are checked.
     pub tls: UpstreamTls,
+    /// Requests (or raw TCP connections) in flight at once per upstream, at least 1. An
+    /// upstream at its limit gets no more; when all are, requests are refused at once with
+    /// `overloaded` (503), like Envoy's `max_requests` circuit breaker. Default 1024.
+    pub max_requests: u32,
 }
 
 /// How the gateway checks the certificate of a service's TLS upstreams (`https://` URLs,
@@ -133,6 +138,8 @@ pub struct UpstreamTls {
 impl ServiceConfig {
     /// The default number of retries of a request that is safe to repeat.
     pub const DEFAULT_RETRIES: u32 = 2;
+    /// The default of [`ServiceConfig::max_requests`].
+    pub const DEFAULT_MAX_REQUESTS: u32 = 1024;
 }
 
 /// How a service's requests are spread over its upstreams. Upstreams whose circuit breaker
@@ -181,7 +188,8 @@ impl Default for BreakerConfig {
 /// How the gateway speaks to a service's upstreams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamProtocol {
-    /// HTTP/1.1 over TCP, with a connection pool.
+    /// HTTP/1.1 with a connection pool, over TCP, or over TLS (ALPN `http/1.1`) for
+    /// `https://` upstreams.
     Http1,
     /// HTTP/2 over cleartext TCP with prior knowledge (RFC 9113 §3.3): one multiplexed
     /// connection per upstream.

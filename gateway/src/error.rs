@@ -67,12 +67,12 @@ pub enum GatewayError {
 
     /// A service asks for an upstream protocol this gateway does not implement.
     #[error(
-        "service `{service}`: protocol {protocol} is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
+        "service `{service}`: protocol {protocol} is not supported yet; use protocol = \"http1\", \"h2c\" (HTTP/2 without TLS), \"http2\" (HTTP/2 over TLS) or \"auto\""
     )]
     UnsupportedProtocol {
         /// The service.
         service: String,
-        /// `http2` or `http3`.
+        /// `http3`.
         protocol: &'static str,
     },
 
@@ -85,6 +85,15 @@ pub enum GatewayError {
         service: String,
         /// The agent it names.
         agent: String,
+    },
+
+    /// A service setting is out of range.
+    #[error("service `{service}`: {reason}")]
+    InvalidService {
+        /// The service.
+        service: String,
+        /// What is wrong, and what to do.
+        reason: String,
     },
 
     /// An upstream URL cannot be used.
@@ -201,11 +210,11 @@ mod tests {
     fn unsupported_protocols_say_what_to_do() {
         let e = GatewayError::UnsupportedProtocol {
             service: "x".into(),
-            protocol: "http2",
+            protocol: "http3",
         };
         assert_eq!(
             e.to_string(),
-            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
+            "service `x`: protocol http3 is not supported yet; use protocol = \"http1\", \"h2c\" (HTTP/2 without TLS), \"http2\" (HTTP/2 over TLS) or \"auto\""
         );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::PolicyConfig;
+use crate::config::{PolicyConfig, Timeouts};
 use crate::error::GatewayError;
 use crate::forward::Services;
 use crate::policy::Policy;
@@ -16,13 +16,14 @@ use crate::policy::semantic::SemanticRouter;
 use crate::shared::{Shared, Snapshot};
 
 /// Builds and checks a snapshot: every route targets a service, no two rule routes are
-/// ambiguous, the semantic matcher loads.
-pub(crate) fn build(config: PolicyConfig) -> Result<Snapshot, GatewayError> {
+/// ambiguous, the semantic matcher loads. Services' TLS clients connect within
+/// `timeouts.connect`.
+pub(crate) fn build(config: PolicyConfig, timeouts: &Timeouts) -> Result<Snapshot, GatewayError> {
     config.rate_limits.validate()?;
     if let Some(isolation) = &config.isolation {
         isolation.validate()?;
     }
-    let services = Services::from_config(&config.services)?;
+    let services = Services::from_config(&config.services, timeouts.connect)?;
     let label = |i: usize| {
         config.routes[i]
             .name
@@ -89,7 +90,7 @@ impl Reloader {
             config.access.len(),
         );
         let (rate_limits, isolation) = (config.rate_limits.clone(), config.isolation);
-        let snapshot = build(config)?;
+        let snapshot = build(config, &self.shared.timeouts)?;
         // Validated by `build`: these cannot fail now, so the three change together.
         self.shared.rate.update(&rate_limits)?;
         self.shared.isolation.update(isolation)?;

@@ -188,17 +188,28 @@ async fn bind_refuses_unsupported_and_inconsistent_configuration() {
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "service `echo`: protocol http2 is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
+        format!(
+            "service `echo`: upstream `http://{}/svc/echo` cannot be used: protocol http2 is \
+             HTTP/2 over TLS and needs an https:// URL; for HTTP/2 without TLS use protocol = \
+             \"h2c\"",
+            up.addr
+        )
     );
 
     let mut cfg = config(&mesh, up.addr);
     cfg.policy.services[0].upstreams = vec!["https://127.0.0.1:9443".parse().unwrap()];
+    cfg.policy.services[0].protocol = aimux_gateway::UpstreamProtocol::H2c;
     let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
     assert!(
         err.to_string()
-            .contains("https upstreams are not supported yet"),
+            .contains("protocol h2c is HTTP/2 without TLS"),
         "{err}"
     );
+
+    let mut cfg = config(&mesh, up.addr);
+    cfg.policy.services[0].max_requests = 0;
+    let err = aimux_gateway::Gateway::bind(cfg).await.unwrap_err();
+    assert!(err.to_string().contains("max_requests = 0"), "{err}");
 
     let mut cfg = config(&mesh, up.addr);
     cfg.policy.routes = vec![RouteConfig {

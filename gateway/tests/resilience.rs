@@ -129,3 +129,59 @@ async fn a_route_timeout_replaces_the_default_response_head_timeout() {
     assert!(text.contains("within 2s"), "{text}");
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_upstream_at_its_request_limit_is_refused_at_once_as_overloaded() {
+    let mesh = Mesh::new();
+    let up = upstream::start().await;
+    let mut cfg = config(&mesh, up.addr);
+    let mut limited = service("limited", format!("http://{}/svc/limited", up.addr));
+    limited.max_requests = 1;
+    cfg.policy.services.push(limited);
+    let gw = Running::start(cfg).await;
+    let (dev, admin) = (gw.dev.unwrap(), gw.admin.unwrap());
+    let host = ("host", "limited");
+
+    // A request the upstream never answers holds the only slot (until the 2 s
+    // response-head timeout of these tests).
+    let held = tokio::spawn(async move {
+        http_get(dev, "/hang", &[host, ALICE], Some(Bytes::from_static(b"x"))).await
+    });
+    let in_flight = "aimux_gateway_upstream_outstanding{";
+    loop {
+        let (_, _, metrics) = http_get(admin, "/metrics", &[], None).await;
+        let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+        if metrics.lines().any(|l| {
+            l.starts_with(in_flight) && l.contains("service=\"limited\"") && l.ends_with(" 1")
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let started = std::time::Instant::now();
+    let (status, headers, body) =
+        http_get(dev, "/", &[host, ALICE], Some(Bytes::from_static(b"y"))).await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(status, 503, "{text}");
+    assert_eq!(headers["x-aimux-outcome"], "overloaded");
+    assert!(
+        text.starts_with(
+            "service `limited`: its upstream is at its limit of 1 requests in flight \
+             (max_requests)"
+        ),
+        "{text}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once, not queued"
+    );
+
+    let (status, _, _) = held.await.unwrap();
+    assert_eq!(status, 504);
+    // The slot is free again.
+    let (status, _, body) =
+        http_get(dev, "/", &[host, ALICE], Some(Bytes::from_static(b"z"))).await;
+    assert_eq!((status, &body[..]), (200, &b"z"[..]));
+    gw.stop().await.unwrap();
+}

@@ -132,6 +132,7 @@ async fn gateway_with_access(
                 retries: 2,
                 tls: Default::default(),
                 agent: None,
+                max_requests: ServiceConfig::DEFAULT_MAX_REQUESTS,
             }],
             access,
             ..Default::default()

@@ -93,3 +93,5 @@ pub(crate) fn parse(origin: Origin, source: String) -> Result<Mesh, Invalid> {
 mod tests;
 #[cfg(test)]
 mod tests_agents;
+#[cfg(test)]
+mod tests_upstreams;

@@ -146,12 +146,26 @@ pub(crate) struct Service {
     pub(crate) balance: aimux_gateway::Balance,
     pub(crate) retries: u32,
     pub(crate) breaker: aimux_gateway::BreakerConfig,
+    /// `tls = { ... }`: how the certificates of `https://` upstreams are checked; `None`:
+    /// against the system's trust store, for the URL's host.
+    pub(crate) tls: Option<ServiceTls>,
+    /// Requests in flight at once per upstream.
+    pub(crate) max_requests: u32,
+}
+
+/// The `tls` table of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceTls {
+    /// PEM file of the CA certificate(s) to trust (absolute); `None`: the system's roots.
+    pub(crate) ca: Option<PathBuf>,
+    /// The name the certificate must carry, also sent as SNI.
+    pub(crate) server_name: Option<String>,
 }
 
 /// Where a service's requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Upstream {
-    /// An `http://` or `https://` base URL.
+    /// An `http://`, `https://` or `tcp://` URL.
     Url(String),
     /// A demo service the `aimux` binary serves itself (`builtin:echo`, `builtin:mcp-tools`).
     Builtin(Builtin),

@@ -84,6 +84,20 @@ pub(crate) struct RawService {
     /// Retries of requests that are safe to repeat.
     pub(crate) retries: Option<Spanned<i64>>,
     pub(crate) breaker: Option<Spanned<RawBreaker>>,
+    /// How the certificates of `https://` upstreams are checked.
+    pub(crate) tls: Option<Spanned<RawTls>>,
+    /// Requests in flight at once per upstream (default 1024).
+    pub(crate) max_requests: Option<Spanned<i64>>,
+}
+
+/// `tls = { ca = "upstream-ca.pem", server_name = "api.internal" }` of a service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    /// PEM file of the CA certificate(s) to trust instead of the system's.
+    pub(crate) ca: Option<Spanned<String>>,
+    /// The name the certificate must carry (and SNI), instead of the URL's host.
+    pub(crate) server_name: Option<Spanned<String>>,
 }
 
 /// `breaker = { failures = 5, cooldown = "10s" }` of a service.

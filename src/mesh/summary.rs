@@ -89,6 +89,25 @@ impl fmt::Display for Mesh {
                 ups.join(", "),
                 s.protocol
             )?;
+            let mut notes = Vec::new();
+            if let Some(tls) = &s.tls {
+                notes.push(match &tls.ca {
+                    Some(ca) => format!("certificates checked against {}", ca.display()),
+                    None => "certificates checked against the system's roots".to_owned(),
+                });
+                if let Some(name) = &tls.server_name {
+                    notes.push(format!("for the name {name}"));
+                }
+            }
+            if s.max_requests != aimux_gateway::ServiceConfig::DEFAULT_MAX_REQUESTS {
+                notes.push(format!(
+                    "≤{} requests in flight per upstream",
+                    s.max_requests
+                ));
+            }
+            if !notes.is_empty() {
+                writeln!(f, "              {}", notes.join(", "))?;
+            }
         }
         for r in &self.routes {
             let mut conditions = Vec::new();

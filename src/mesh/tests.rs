@@ -12,7 +12,7 @@ pub(super) fn mistakes(source: &str) -> Vec<(usize, String, String)> {
     mistakes_in(source, Path::new("/nonexistent"))
 }
 
-fn mistakes_in(source: &str, dir: &Path) -> Vec<(usize, String, String)> {
+pub(super) fn mistakes_in(source: &str, dir: &Path) -> Vec<(usize, String, String)> {
     match validate::parse(source, dir) {
         Ok(_) => Vec::new(),
         Err(diags) => diags

@@ -21,6 +21,8 @@ use policy::routed_names;
 #[path = "validate_agents.rs"]
 mod agents;
 use agents::agent_refs;
+#[path = "validate_service.rs"]
+mod service;
 
 const SECTIONS: [&str; 9] = [
     "mesh",
@@ -112,6 +114,7 @@ impl Checker {
         let mut listens = HashMap::new();
         let gateway = self.gateway(raw_gateway?, &certs_dir, bootstrap_certs, &mut listens);
         let gateway_has_h2 = gateway.as_ref().is_some_and(|g| g.h2.is_some());
+        self.listener_kinds(&raw_agents, &services);
         let agents = self.agents(
             raw_agents,
             &addressable,
@@ -496,6 +499,7 @@ impl Checker {
                     .unwrap_or(UpstreamProtocol::Http1),
             };
             let (balance, retries, breaker) = self.resilience(&raw);
+            let (tls, max_requests) = self.service_upstreams(&raw, &name, &upstreams, protocol);
             services.push(Service {
                 name,
                 upstreams,
@@ -504,6 +508,8 @@ impl Checker {
                 balance,
                 retries,
                 breaker,
+                tls,
+                max_requests,
             });
         }
         services

@@ -16,6 +16,11 @@
 //! **Outstanding requests.** Every pick returns a [`Lease`] that counts one request in flight
 //! on that upstream until it is dropped; the forwarder keeps it in the response body, so a
 //! streamed response counts until its last byte.
+//!
+//! **Request limit.** An upstream with `max_requests` requests in flight is skipped, like one
+//! whose breaker is open; when every upstream is full the pick fails at once with
+//! [`Unavailable::AtLimit`] (Envoy's `max_requests` circuit breaker). Queueing instead would
+//! only move the overload into the gateway's memory and the caller's latency.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -139,6 +144,8 @@ impl Breaker {
 #[derive(Debug)]
 struct Endpoint {
     outstanding: AtomicUsize,
+    /// Most requests in flight at once (at least 1).
+    max_requests: usize,
     breaker: Mutex<Breaker>,
     config: BreakerConfig,
     /// "upstream URL of service `NAME`", for logs.
@@ -161,6 +168,20 @@ impl Endpoint {
 
     fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn full(&self) -> bool {
+        self.outstanding() >= self.max_requests
+    }
+
+    /// Counts one more request in flight unless the upstream is at its limit. A
+    /// compare-and-swap, so concurrent picks can never push it past the limit.
+    fn reserve(&self) -> bool {
+        self.outstanding
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_requests).then_some(n + 1)
+            })
+            .is_ok()
     }
 
     fn log(&self, transition: Transition) {
@@ -255,6 +276,25 @@ pub(crate) enum Unavailable {
         /// in flight.
         retry_in: Option<Duration>,
     },
+    /// Every upstream that would take a request has `limit` requests in flight already.
+    #[error(
+        "{} at {} limit of {limit} requests in flight (max_requests); retry later, or raise \
+         max_requests if the upstreams can take more",
+        match (.full, .total) {
+            (_, 1) => "its upstream is".to_owned(),
+            (f, t) if f == t => format!("all {t} of its upstreams are"),
+            (f, t) => format!("each of its upstreams whose circuit breaker lets requests \
+                               through ({f} of {t}) is"),
+        },
+        if *.full > 1 && .full == .total { "their" } else { "its" }
+    )]
+    AtLimit {
+        /// Upstreams at their limit (the others' breakers are open).
+        full: usize,
+        /// Upstreams of the service.
+        total: usize,
+        limit: usize,
+    },
 }
 
 /// What the metrics show of one upstream.
@@ -275,18 +315,22 @@ pub(crate) struct Balancer {
 }
 
 impl Balancer {
-    /// A balancer over `upstreams` (their URLs, for logs), all breakers closed.
+    /// A balancer over `upstreams` (their URLs, for logs), all breakers closed, each
+    /// upstream taking at most `max_requests` requests at once (0 counts as 1).
     pub(crate) fn new<'a>(
         service: &str,
         upstreams: impl IntoIterator<Item = &'a str>,
         balance: Balance,
         breaker: BreakerConfig,
+        max_requests: u32,
     ) -> Self {
+        let max_requests = usize::try_from(max_requests).unwrap_or(usize::MAX).max(1);
         let endpoints = upstreams
             .into_iter()
             .map(|url| {
                 Arc::new(Endpoint {
                     outstanding: AtomicUsize::new(0),
+                    max_requests,
                     breaker: Mutex::new(Breaker::Closed { failures: 0 }),
                     config: breaker,
                     label: format!("upstream {url} of service `{service}`"),
@@ -301,7 +345,8 @@ impl Balancer {
         }
     }
 
-    /// Picks an upstream whose breaker lets a request through.
+    /// Picks an upstream whose breaker lets a request through and that is below its
+    /// request limit.
     pub(crate) fn pick(&self, now: Instant) -> Result<Lease, Unavailable> {
         let n = self.endpoints.len();
         if n == 0 {
@@ -335,7 +380,10 @@ impl Balancer {
 
     fn least_loaded(&self, start: usize, now: Instant) -> Option<usize> {
         let n = self.endpoints.len();
-        let available = |i: usize| self.endpoints[i].available(now);
+        let available = |i: usize| {
+            let e = &self.endpoints[i];
+            !e.full() && e.available(now)
+        };
         let load = |i: usize| self.endpoints[i].outstanding();
         // The first minimum from `start` on: ties go round robin.
         let scan = || {
@@ -362,12 +410,20 @@ impl Balancer {
 
     fn admit(&self, index: usize, now: Instant) -> Option<Lease> {
         let endpoint = self.endpoints.get(index)?;
+        // The slot first: a half-open breaker must not hand its one trial to a request
+        // that then finds the upstream full.
+        if !endpoint.reserve() {
+            return None;
+        }
         let trial = if endpoint.enabled() {
-            endpoint.breaker().admit(now)?
+            let Some(trial) = endpoint.breaker().admit(now) else {
+                endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
+                return None;
+            };
+            trial
         } else {
             false
         };
-        endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
         if trial {
             tracing::info!("{}: cooldown over; sending a trial request", endpoint.label);
         }
@@ -380,6 +436,19 @@ impl Balancer {
     }
 
     fn unavailable(&self, now: Instant) -> Unavailable {
+        // An upstream that is up but full makes this an overload, not an outage.
+        let full_but_up = self
+            .endpoints
+            .iter()
+            .filter(|e| e.full() && e.available(now))
+            .count();
+        if full_but_up > 0 {
+            return Unavailable::AtLimit {
+                full: full_but_up,
+                total: self.endpoints.len(),
+                limit: self.endpoints.first().map_or(0, |e| e.max_requests),
+            };
+        }
         let retry_in = self
             .endpoints
             .iter()
@@ -407,219 +476,5 @@ impl Balancer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const URLS: [&str; 3] = ["http://a:1", "http://b:2", "http://c:3"];
-
-    fn balancer(n: usize, balance: Balance, failures: u32) -> Balancer {
-        let urls: Vec<String> = (0..n).map(|i| format!("http://u{i}:80")).collect();
-        Balancer::new(
-            "svc",
-            urls.iter().map(String::as_str),
-            balance,
-            BreakerConfig {
-                consecutive_failures: failures,
-                cooldown: Duration::from_secs(10),
-            },
-        )
-    }
-
-    fn fail(b: &Balancer, index: usize, times: u32, now: Instant) {
-        for _ in 0..times {
-            let mut lease = b.admit(index, now).unwrap();
-            lease.failed(now);
-        }
-    }
-
-    #[test]
-    fn round_robin_takes_turns_and_skips_open_breakers() {
-        let b = Balancer::new("svc", URLS, Balance::RoundRobin, BreakerConfig::default());
-        let now = Instant::now();
-        let picked: Vec<_> = (0..6).map(|_| b.pick(now).unwrap().index()).collect();
-        assert_eq!(picked, [0, 1, 2, 0, 1, 2]);
-        fail(&b, 1, 5, now);
-        let picked: Vec<_> = (0..4).map(|_| b.pick(now).unwrap().index()).collect();
-        assert!(!picked.contains(&1), "{picked:?}");
-        assert_eq!(b.status(now)[1].breaker, BreakerState::Open);
-    }
-
-    #[test]
-    fn successes_reset_the_failure_count() {
-        let b = balancer(1, Balance::RoundRobin, 3);
-        let now = Instant::now();
-        fail(&b, 0, 2, now);
-        b.pick(now).unwrap().succeeded();
-        fail(&b, 0, 2, now);
-        assert_eq!(b.status(now)[0].breaker, BreakerState::Closed);
-        fail(&b, 0, 1, now);
-        assert_eq!(b.status(now)[0].breaker, BreakerState::Open);
-    }
-
-    #[test]
-    fn half_open_lets_one_trial_through_and_its_verdict_decides() {
-        let b = balancer(1, Balance::RoundRobin, 2);
-        let t0 = Instant::now();
-        fail(&b, 0, 2, t0);
-        let err = b.pick(t0 + Duration::from_secs(4)).unwrap_err();
-        assert_eq!(
-            err,
-            Unavailable::AllOpen {
-                upstreams: 1,
-                retry_in: Some(Duration::from_secs(6))
-            }
-        );
-        assert_eq!(
-            err.to_string(),
-            "its upstream's circuit breaker is open after repeated failures; the first is \
-             tried again in 6.0 s"
-        );
-
-        let t1 = t0 + Duration::from_secs(10);
-        assert_eq!(b.status(t1)[0].breaker, BreakerState::HalfOpen);
-        let mut trial = b.pick(t1).unwrap();
-        assert!(trial.trial);
-        let busy = b.pick(t1).unwrap_err();
-        assert_eq!(
-            busy.to_string(),
-            "its upstream's circuit breaker is open after repeated failures; trial requests \
-             are under way"
-        );
-        // The trial fails: open for another cooldown from the failure.
-        trial.failed(t1);
-        drop(trial);
-        assert!(b.pick(t1 + Duration::from_secs(9)).is_err());
-
-        let t2 = t1 + Duration::from_secs(10);
-        let mut trial = b.pick(t2).unwrap();
-        trial.succeeded();
-        drop(trial);
-        assert_eq!(b.status(t2)[0].breaker, BreakerState::Closed);
-        let leases: Vec<_> = (0..3).map(|_| b.pick(t2).unwrap()).collect();
-        assert_eq!(leases.len(), 3, "closed again: no limit on concurrency");
-    }
-
-    #[test]
-    fn an_abandoned_trial_frees_the_slot_and_stale_reports_are_ignored() {
-        let b = balancer(1, Balance::RoundRobin, 1);
-        let t0 = Instant::now();
-        // Admitted while closed, reported after the breaker opened: ignored.
-        let mut late = b.pick(t0).unwrap();
-        fail(&b, 0, 1, t0);
-        late.succeeded();
-        assert_eq!(b.status(t0)[0].breaker, BreakerState::Open);
-
-        let t1 = t0 + Duration::from_secs(10);
-        let trial = b.pick(t1).unwrap();
-        drop(trial);
-        let mut again = b.pick(t1).unwrap();
-        assert!(again.trial, "the slot came back");
-        // Only the first report of a lease counts.
-        again.succeeded();
-        again.failed(t1);
-        assert_eq!(b.status(t1)[0].breaker, BreakerState::Closed);
-    }
-
-    #[test]
-    fn leases_count_outstanding_requests_until_dropped() {
-        let b = Balancer::new("svc", URLS, Balance::RoundRobin, BreakerConfig::default());
-        let now = Instant::now();
-        let first = b.pick(now).unwrap();
-        let second = b.pick(now).unwrap();
-        let counts =
-            |b: &Balancer| -> Vec<usize> { b.status(now).iter().map(|s| s.outstanding).collect() };
-        assert_eq!(counts(&b), [1, 1, 0]);
-        drop(first);
-        assert_eq!(counts(&b), [0, 1, 0]);
-        drop(second);
-        assert_eq!(counts(&b), [0, 0, 0]);
-    }
-
-    #[test]
-    fn least_request_prefers_idle_upstreams_and_breaks_ties_in_turn() {
-        let b = Balancer::new("svc", URLS, Balance::LeastRequest, BreakerConfig::default());
-        let now = Instant::now();
-        // Three picks while all hold their leases: one each.
-        let held: Vec<_> = (0..3).map(|_| b.pick(now).unwrap()).collect();
-        let mut seen: Vec<_> = held.iter().map(Lease::index).collect();
-        seen.sort_unstable();
-        assert_eq!(seen, [0, 1, 2]);
-        // 0 and 2 finish: upstream 1 stays busy and is not picked.
-        let busy = held.into_iter().find(|l| l.index() == 1).unwrap();
-        let picked: Vec<_> = (0..4).map(|_| b.pick(now).unwrap().index()).collect();
-        assert!(!picked.contains(&1), "{picked:?}");
-        assert!(picked.contains(&0) && picked.contains(&2), "{picked:?}");
-        drop(busy);
-    }
-
-    #[test]
-    fn least_request_with_many_upstreams_uses_two_choices_and_avoids_the_busy_one() {
-        let b = balancer(16, Balance::LeastRequest, 5);
-        let now = Instant::now();
-        // Upstream 0 is stuck with many requests; its breaker is fine.
-        let stuck: Vec<_> = (0..50).map(|_| b.admit(0, now).unwrap()).collect();
-        let mut hits = [0usize; 16];
-        for _ in 0..3200 {
-            hits[b.pick(now).unwrap().index()] += 1;
-        }
-        // Two choices pick 0 only when both samples are 0, which they never are.
-        assert_eq!(hits[0], 0, "{hits:?}");
-        for (i, h) in hits.iter().enumerate().skip(1) {
-            assert!(*h > 100, "upstream {i} got {h}: {hits:?}");
-        }
-        drop(stuck);
-        // Open breakers are never picked, even when idle.
-        for i in 1..16 {
-            fail(&b, i, 5, now);
-        }
-        for _ in 0..20 {
-            assert_eq!(b.pick(now).unwrap().index(), 0);
-        }
-    }
-
-    #[test]
-    fn all_open_says_when_the_first_one_half_opens() {
-        let b = balancer(3, Balance::LeastRequest, 1);
-        let t0 = Instant::now();
-        fail(&b, 0, 1, t0);
-        fail(&b, 1, 1, t0 + Duration::from_secs(2));
-        fail(&b, 2, 1, t0 + Duration::from_secs(4));
-        let err = b.pick(t0 + Duration::from_secs(5)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the circuit breakers of all 3 of its upstreams are open after repeated failures; \
-             the first is tried again in 5.0 s"
-        );
-        assert_eq!(
-            b.pick(t0 + Duration::from_secs(10)).unwrap().index(),
-            0,
-            "the first to half-open"
-        );
-    }
-
-    #[test]
-    fn a_disabled_breaker_never_opens_and_huge_cooldowns_do_not_overflow() {
-        let b = balancer(1, Balance::RoundRobin, 0);
-        let now = Instant::now();
-        fail(&b, 0, 100, now);
-        assert_eq!(b.status(now)[0].breaker, BreakerState::Closed);
-
-        let forever = Balancer::new(
-            "svc",
-            ["http://a:1"],
-            Balance::RoundRobin,
-            BreakerConfig {
-                consecutive_failures: 1,
-                cooldown: Duration::MAX,
-            },
-        );
-        fail(&forever, 0, 1, now);
-        assert!(forever.pick(now + Duration::from_secs(3600)).is_err());
-        assert_eq!(
-            Balancer::new("svc", [], Balance::RoundRobin, BreakerConfig::default())
-                .pick(now)
-                .unwrap_err(),
-            Unavailable::NoUpstreams
-        );
-    }
-}
+#[path = "balance_tests.rs"]
+mod tests;

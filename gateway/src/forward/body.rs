@@ -369,6 +369,7 @@ mod tests {
             ["http://a:1"],
             Balance::LeastRequest,
             BreakerConfig::default(),
+            1024,
         );
         let now = Instant::now();
         let outstanding = || balancer.status(now)[0].outstanding;

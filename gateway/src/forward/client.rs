@@ -1,5 +1,6 @@
-//! The pooled HTTP/1.1 client that carries requests upstream, and how its failures are
-//! reported to the sidecar.
+//! The pooled clients that carry requests upstream (HTTP/1.1 and h2c shared by every
+//! service, one TLS client per service with `https://` upstreams), and how their failures
+//! are reported to the sidecar.
 
 use std::error::Error as StdError;
 use std::io;
@@ -11,6 +12,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::body::RequestBody;
+use super::tls::{self, TlsConnector};
+use crate::config::{UpstreamProtocol, UpstreamTls};
+use crate::error::GatewayError;
 use crate::policy::Refusal;
 use crate::tunnel::transport::RecvError;
 
@@ -27,6 +31,8 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const MAX_RESPONSE_HEADERS: usize = aimux_wire::Limits::DEFAULT.max_http_headers;
 
 pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
+/// The client of one service's `https://` upstreams: its own roots and server name.
+pub(crate) type TlsClient = Client<TlsConnector, RequestBody>;
 
 /// The clients of every upstream protocol, each with its own pool.
 #[derive(Debug)]
@@ -47,25 +53,58 @@ pub(crate) fn build_all(connect_timeout: Duration) -> UpstreamClients {
 
 /// A client with a connection pool and a connect timeout; `h2` speaks HTTP/2 only.
 fn build(connect_timeout: Duration, h2: bool) -> UpstreamClient {
+    let mut connector = tcp_connector(connect_timeout);
+    // Only `http://` upstreams use these clients; say so to the connector too.
+    connector.enforce_http(true);
+    builder(h2, h2)
+        // The gateway sets `Host` itself (to the upstream's authority).
+        .set_host(false)
+        .build(connector)
+}
+
+/// The client of `service`'s `https://` upstreams, spoken to with `protocol`: ALPN
+/// `http/1.1` (`http1`), `h2` only and HTTP/2 only (`http2`: one connection per upstream,
+/// its requests as streams), or both, `h2` preferred (`auto`: HTTP/2 when the upstream
+/// chooses it, else a pool of HTTP/1.1 connections).
+pub(crate) fn build_tls(
+    service: &str,
+    tls: &UpstreamTls,
+    protocol: UpstreamProtocol,
+    connect_timeout: Duration,
+) -> Result<TlsClient, GatewayError> {
+    let connector = TlsConnector::new(service, tls, protocol, tcp_connector(connect_timeout))?;
+    let h2_only = protocol == UpstreamProtocol::Http2;
+    Ok(builder(h2_only, protocol != UpstreamProtocol::Http1)
+        // The forwarder removes `Host` on TLS requests and hyper-util writes it from the
+        // URI's authority on HTTP/1.1 connections only: an HTTP/2 request carries the
+        // authority as `:authority` alone (RFC 9113 §8.3.1), whichever ALPN chose.
+        .set_host(true)
+        .build(connector))
+}
+
+/// TCP to upstreams: the connect timeout, no Nagle delay, keep-alive probes.
+fn tcp_connector(connect_timeout: Duration) -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect_timeout));
     connector.set_nodelay(true);
     connector.set_keepalive(Some(TCP_KEEPALIVE));
-    // Only `http://` upstreams exist (bind refuses others); say so to the connector too.
-    connector.enforce_http(true);
+    connector
+}
+
+/// The pool settings every client shares; `h2_only` speaks HTTP/2 only, `may_h2` sends
+/// HTTP/2 keep-alive PINGs on the connections that speak it.
+fn builder(h2_only: bool, may_h2: bool) -> hyper_util::client::legacy::Builder {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
-        .http2_only(h2)
-        .http2_keep_alive_interval(h2.then_some(H2_KEEPALIVE));
+        .http2_only(h2_only)
+        .http2_keep_alive_interval(may_h2.then_some(H2_KEEPALIVE));
     builder
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .http1_max_headers(MAX_RESPONSE_HEADERS)
-        // The gateway sets `Host` itself (to the upstream's authority).
-        .set_host(false)
-        .build(connector)
+        .http1_max_headers(MAX_RESPONSE_HEADERS);
+    builder
 }
 
 /// What to tell the sidecar when the request did not get a response head.
@@ -73,10 +112,14 @@ pub(crate) fn refusal(
     error: &hyper_util::client::legacy::Error,
     upstream: &str,
     service: &str,
+    protocol: UpstreamProtocol,
     connect_timeout: Duration,
 ) -> Refusal {
     let chain = error_chain(error);
     let who = format!("upstream {upstream} of service `{service}`");
+    if let Some(what) = tls::describe_failure(error, protocol) {
+        return Refusal::new(Outcome::UpstreamUnreachable, format!("{who} {what}"));
+    }
     if error.is_connect() {
         let what = match find_io_kind(error) {
             Some(io::ErrorKind::ConnectionRefused) => "refused the connection".to_owned(),

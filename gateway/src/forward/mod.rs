@@ -1,6 +1,7 @@
 //! Forwarding upstream: the services table (each service balancing over its upstream URLs,
-//! with a circuit breaker per upstream) and the HTTP/1.1 client that sends a request and
-//! returns the response head as soon as it arrives, its body still streaming.
+//! with a circuit breaker and a request limit per upstream) and the pooled HTTP/1.1,
+//! HTTP/2 and TLS clients that send a request and return the response head as soon as it
+//! arrives, its body still streaming.
 
 pub(crate) mod balance;
 pub(crate) mod body;
@@ -37,6 +38,8 @@ struct Upstream {
     base_path: String,
     /// A raw TCP upstream (`tcp://host:port`): it takes raw streams, not HTTP requests.
     tcp: bool,
+    /// An `https://` upstream: reached through the service's TLS client.
+    tls: bool,
 }
 
 impl Upstream {
@@ -47,21 +50,20 @@ impl Upstream {
             reason,
         };
         let tcp = uri.scheme_str() == Some("tcp");
+        let tls = uri.scheme_str() == Some("https");
         match uri.scheme_str() {
-            Some("http") => {}
+            Some("http" | "https") => {}
             Some("tcp") if uri.port().is_some() && uri.path() == "/" => {}
             Some("tcp") => {
                 return Err(bad(
                     "a raw TCP upstream is tcp://HOST:PORT, with a port and no path",
                 ));
             }
-            Some("https") => {
+            _ => {
                 return Err(bad(
-                    "https upstreams are not supported yet; use an http:// URL (the mesh's \
-                     own encryption ends at the gateway)",
+                    "it must be an absolute http://HOST[:PORT] or https://HOST[:PORT] URL",
                 ));
             }
-            _ => return Err(bad("it must be an absolute http://host:port URL")),
         }
         let authority = uri
             .authority()
@@ -76,16 +78,14 @@ impl Upstream {
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|_| bad("its host cannot be sent as a Host header"))?;
         let base_path = uri.path().trim_end_matches('/').to_owned();
+        let scheme = uri.scheme_str().unwrap_or("http");
         Ok(Self {
-            url: if tcp {
-                format!("tcp://{authority}")
-            } else {
-                format!("http://{authority}{base_path}")
-            },
+            url: format!("{scheme}://{authority}{base_path}"),
             authority,
             host,
             base_path,
             tcp,
+            tls,
         })
     }
 
@@ -107,7 +107,11 @@ impl Upstream {
             )
         })?;
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(if self.tls {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            })
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
@@ -130,22 +134,30 @@ pub(crate) struct Service {
     retries: u32,
     /// Raw TCP upstreams: the service takes raw streams only.
     tcp: bool,
+    /// The client of the `https://` upstreams, with the service's roots and server name
+    /// (its pool goes with the service when a reload replaces it); `None` without any.
+    tls_client: Option<client::TlsClient>,
     /// An agent of the mesh: requests go over its sidecar's connection, not to upstreams.
     agent: Option<aimux_certs::WorkloadName>,
 }
 
 impl Service {
-    fn from_config(cfg: &ServiceConfig) -> Result<Self, GatewayError> {
+    fn from_config(cfg: &ServiceConfig, connect_timeout: Duration) -> Result<Self, GatewayError> {
         if let Some(agent) = &cfg.agent {
             return Self::agent(cfg, agent);
         }
-        if !matches!(
-            cfg.protocol,
-            UpstreamProtocol::Http1 | UpstreamProtocol::H2c
-        ) {
+        if cfg.protocol == UpstreamProtocol::Http3 {
             return Err(GatewayError::UnsupportedProtocol {
                 service: cfg.name.clone(),
                 protocol: cfg.protocol.as_str(),
+            });
+        }
+        if cfg.max_requests == 0 {
+            return Err(GatewayError::InvalidService {
+                service: cfg.name.clone(),
+                reason: "max_requests = 0 would refuse every request; give each upstream a \
+                         limit of at least 1 (default 1024)"
+                    .to_owned(),
             });
         }
         if cfg.upstreams.is_empty() {
@@ -168,14 +180,27 @@ impl Service {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
-                reason: "a service's upstreams are either all tcp:// (raw TCP) or all http://",
+                reason: "a service's upstreams are either all tcp:// (raw TCP) or all \
+                         http:// and https://",
             });
         }
+        check_schemes(&cfg.name, cfg.protocol, &upstreams)?;
+        let tls_client = if upstreams.iter().any(|u| u.tls) {
+            Some(client::build_tls(
+                &cfg.name,
+                &cfg.tls,
+                cfg.protocol,
+                connect_timeout,
+            )?)
+        } else {
+            None
+        };
         let balancer = Balancer::new(
             &cfg.name,
             upstreams.iter().map(|u| u.url.as_str()),
             cfg.balance,
             cfg.breaker,
+            cfg.max_requests,
         );
         Ok(Self {
             name: cfg.name.clone(),
@@ -184,6 +209,7 @@ impl Service {
             protocol: cfg.protocol,
             retries: cfg.retries.min(MAX_RETRIES),
             tcp,
+            tls_client,
             agent: None,
         })
     }
@@ -199,10 +225,17 @@ impl Service {
         Ok(Self {
             name: cfg.name.clone(),
             upstreams: Vec::new(),
-            balancer: Balancer::new(&cfg.name, std::iter::empty(), cfg.balance, cfg.breaker),
+            balancer: Balancer::new(
+                &cfg.name,
+                std::iter::empty(),
+                cfg.balance,
+                cfg.breaker,
+                cfg.max_requests,
+            ),
             protocol: cfg.protocol,
             retries: 0,
             tcp: false,
+            tls_client: None,
             agent: Some(agent.clone()),
         })
     }
@@ -232,6 +265,34 @@ impl Service {
     }
 }
 
+/// The URL schemes a protocol can be spoken over: `h2c` is HTTP/2 *without* TLS (RFC 9113
+/// §3.3), `http2` HTTP/2 over TLS, which needs ALPN (RFC 9113 §3.2), so an `https://` URL.
+fn check_schemes(
+    service: &str,
+    protocol: UpstreamProtocol,
+    upstreams: &[Upstream],
+) -> Result<(), GatewayError> {
+    let mismatch = |u: &Upstream| match protocol {
+        UpstreamProtocol::Http2 if !u.tls && !u.tcp => Some(
+            "protocol http2 is HTTP/2 over TLS and needs an https:// URL; for HTTP/2 without \
+             TLS use protocol = \"h2c\"",
+        ),
+        UpstreamProtocol::H2c if u.tls => Some(
+            "protocol h2c is HTTP/2 without TLS; for an https:// upstream use protocol = \
+             \"http2\" (or \"auto\")",
+        ),
+        _ => None,
+    };
+    match upstreams.iter().find_map(|u| mismatch(u).map(|r| (u, r))) {
+        Some((u, reason)) => Err(GatewayError::BadUpstream {
+            service: service.to_owned(),
+            upstream: u.url.clone(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The state of one upstream, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UpstreamStatus<'a> {
@@ -250,10 +311,15 @@ pub(crate) struct Services {
 }
 
 impl Services {
-    pub(crate) fn from_config(configs: &[ServiceConfig]) -> Result<Self, GatewayError> {
+    /// The services of `configs`; TLS upstreams' connections get `connect_timeout` to
+    /// connect, as every upstream's do.
+    pub(crate) fn from_config(
+        configs: &[ServiceConfig],
+        connect_timeout: Duration,
+    ) -> Result<Self, GatewayError> {
         let mut by_name = HashMap::with_capacity(configs.len());
         for cfg in configs {
-            let service = Service::from_config(cfg)?;
+            let service = Service::from_config(cfg, connect_timeout)?;
             if by_name
                 .insert(cfg.name.clone(), Arc::new(service))
                 .is_some()
@@ -431,12 +497,9 @@ impl Forwarder {
         &self,
         service: &Service,
     ) -> Result<(tokio::net::TcpStream, Lease), Refusal> {
-        let (upstream, mut lease) = service.pick(Instant::now()).map_err(|e| {
-            Refusal::new(
-                Outcome::UpstreamUnreachable,
-                format!("service `{}`: {e}", service.name),
-            )
-        })?;
+        let (upstream, mut lease) = service
+            .pick(Instant::now())
+            .map_err(|e| unavailable(service, &e))?;
         let connect = tokio::net::TcpStream::connect(upstream.authority.as_str());
         match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(tcp)) => {
@@ -478,16 +541,9 @@ impl Forwarder {
         body: RequestBody,
         out: &Fixed<'_>,
     ) -> Result<Response<ResponseBody>, ForwardError> {
-        let (upstream, mut lease) = service.pick(Instant::now()).map_err(|e| {
-            let outcome = match e {
-                Unavailable::NoUpstreams => Outcome::NoRoute,
-                Unavailable::AllOpen { .. } => Outcome::UpstreamUnreachable,
-            };
-            ForwardError::Refused(Refusal::new(
-                outcome,
-                format!("service `{}`: {e}", service.name),
-            ))
-        })?;
+        let (upstream, mut lease) = service
+            .pick(Instant::now())
+            .map_err(|e| ForwardError::Refused(unavailable(service, &e)))?;
         let uri = upstream
             .uri_for(out.target)
             .map_err(ForwardError::Refused)?;
@@ -511,15 +567,21 @@ impl Forwarder {
         // route timeout does): an upload that takes longer than the timeout to a server
         // that answers only once it has read everything is not an upstream fault. An
         // upstream may also answer before the body is complete.
-        let client = match service.protocol {
-            UpstreamProtocol::H2c => {
+        let response = match (&service.tls_client, service.protocol) {
+            (Some(tls), _) if upstream.tls => {
+                // hyper-util writes `Host` from the URI on HTTP/1.1 connections only; on
+                // HTTP/2 ones the authority travels as `:authority` (RFC 9113 §8.3.1).
+                request.headers_mut().remove(http::header::HOST);
+                tls.request(request)
+            }
+            (_, UpstreamProtocol::H2c) => {
                 // RFC 9113 §8.3.1: the authority travels as `:authority` (from the URI).
                 request.headers_mut().remove(http::header::HOST);
-                &self.clients.h2c
+                self.clients.h2c.request(request)
             }
-            _ => &self.clients.http1,
+            _ => self.clients.http1.request(request),
         };
-        let mut response = pin!(client.request(request));
+        let mut response = pin!(response);
         let early = tokio::select! {
             r = &mut response => Some(r),
             _ = body_sent => None,
@@ -548,6 +610,7 @@ impl Forwarder {
                     &e,
                     &upstream.url,
                     &service.name,
+                    service.protocol,
                     self.connect_timeout,
                 )))
             }
@@ -566,6 +629,17 @@ impl Forwarder {
             }
         }
     }
+}
+
+/// The refusal when no upstream of `service` can take a request: `overloaded` (503) when
+/// they are at their request limit, `upstream_unreachable` when their breakers are open.
+fn unavailable(service: &Service, e: &Unavailable) -> Refusal {
+    let outcome = match e {
+        Unavailable::NoUpstreams => Outcome::NoRoute,
+        Unavailable::AllOpen { .. } => Outcome::UpstreamUnreachable,
+        Unavailable::AtLimit { .. } => Outcome::Overloaded,
+    };
+    Refusal::new(outcome, format!("service `{}`: {e}", service.name))
 }
 
 /// The most retries a service may ask for: each is another attempt at a struggling upstream.
@@ -606,11 +680,14 @@ mod tests {
             retries: 2,
             tls: Default::default(),
             agent: None,
+            max_requests: ServiceConfig::DEFAULT_MAX_REQUESTS,
         }
     }
 
+    const CONNECT: Duration = Duration::from_secs(5);
+
     fn service(urls: &[&str]) -> Result<Service, GatewayError> {
-        Service::from_config(&config("echo", urls, UpstreamProtocol::Http1))
+        Service::from_config(&config("echo", urls, UpstreamProtocol::Http1), CONNECT)
     }
 
     fn pick(s: &Service) -> &Upstream {
@@ -653,42 +730,99 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_supported() {
-        let https = service(&["https://example.org"]).unwrap_err();
-        assert!(
-            https
-                .to_string()
-                .contains("https upstreams are not supported yet")
-        );
         assert!(matches!(
             service(&[]),
             Err(GatewayError::NoUpstreams { .. })
         ));
-        let h2 = Service::from_config(&config("x", &["http://a:1"], UpstreamProtocol::Http2))
-            .unwrap_err();
-        assert_eq!(
-            h2.to_string(),
-            "service `x`: protocol http2 is not supported yet; use protocol = \"http1\" or \"h2c\" (HTTP/2 without TLS)"
-        );
+        let h3 = Service::from_config(
+            &config("x", &["https://a:1"], UpstreamProtocol::Http3),
+            CONNECT,
+        )
+        .unwrap_err();
+        assert!(matches!(h3, GatewayError::UnsupportedProtocol { .. }));
         let dup = config("x", &["http://a:1"], UpstreamProtocol::Http1);
-        let err = Services::from_config(&[dup.clone(), dup]).unwrap_err();
+        let err = Services::from_config(&[dup.clone(), dup], CONNECT).unwrap_err();
         assert!(matches!(err, GatewayError::DuplicateService { .. }));
+        let mut zero = config("x", &["http://a:1"], UpstreamProtocol::Http1);
+        zero.max_requests = 0;
+        let err = Service::from_config(&zero, CONNECT)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_requests = 0"), "{err}");
+    }
+
+    #[test]
+    fn protocols_must_match_the_url_schemes() {
+        let h2 = Service::from_config(
+            &config("x", &["http://a:1"], UpstreamProtocol::Http2),
+            CONNECT,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            h2,
+            "service `x`: upstream `http://a:1` cannot be used: protocol http2 is HTTP/2 over \
+             TLS and needs an https:// URL; for HTTP/2 without TLS use protocol = \"h2c\""
+        );
+        let h2c = Service::from_config(
+            &config("x", &["https://a:1"], UpstreamProtocol::H2c),
+            CONNECT,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(h2c.contains("protocol h2c is HTTP/2 without TLS"), "{h2c}");
+    }
+
+    #[test]
+    fn https_upstreams_get_the_services_tls_client_and_https_urls() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        for protocol in [
+            UpstreamProtocol::Http1,
+            UpstreamProtocol::Http2,
+            UpstreamProtocol::Auto,
+        ] {
+            let mut cfg = config("x", &["https://api.test/v1/", "https://b:8443"], protocol);
+            cfg.tls.roots = vec![ca.cert.der().clone()];
+            let s = Service::from_config(&cfg, CONNECT).unwrap();
+            assert!(s.tls_client.is_some());
+            let up = pick(&s);
+            assert_eq!(up.url, "https://api.test/v1");
+            assert_eq!(
+                up.uri_for("/mcp").unwrap().to_string(),
+                "https://api.test/v1/mcp"
+            );
+            assert_eq!(pick(&s).url, "https://b:8443");
+        }
+        // http:// only: no TLS client, even for `auto`.
+        let plain = Service::from_config(
+            &config("x", &["http://a:1"], UpstreamProtocol::Auto),
+            CONNECT,
+        )
+        .unwrap();
+        assert!(plain.tls_client.is_none());
     }
 
     #[test]
     fn unknown_destinations_get_a_fixed_label() {
-        let s = Services::from_config(&[config("echo", &["http://a:1"], UpstreamProtocol::Http1)])
-            .unwrap();
+        let s = Services::from_config(
+            &[config("echo", &["http://a:1"], UpstreamProtocol::Http1)],
+            CONNECT,
+        )
+        .unwrap();
         assert_eq!(s.label("echo"), "echo");
         assert_eq!(s.label("attacker-chosen"), UNKNOWN_SERVICE);
     }
 
     #[test]
     fn upstream_status_lists_every_upstream_with_its_lease_count() {
-        let s = Services::from_config(&[config(
-            "echo",
-            &["http://a:1", "http://b:2/api"],
-            UpstreamProtocol::Http1,
-        )])
+        let s = Services::from_config(
+            &[config(
+                "echo",
+                &["http://a:1", "http://b:2/api"],
+                UpstreamProtocol::Http1,
+            )],
+            CONNECT,
+        )
         .unwrap();
         let now = Instant::now();
         let (_, lease) = s.get("echo").unwrap().pick(now).unwrap();

@@ -4,6 +4,7 @@
 //! sidecar does.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod tls;
 pub mod tunnel;
 pub mod upstream;
 
@@ -124,6 +125,7 @@ pub fn service(name: &str, url: String) -> ServiceConfig {
         retries: 2,
         tls: Default::default(),
         agent: None,
+        max_requests: ServiceConfig::DEFAULT_MAX_REQUESTS,
     }
 }
 
