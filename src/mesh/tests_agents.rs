@@ -136,3 +136,33 @@ inbound = {{ allow = ["alice"], max_streams = 0 }}
         "1 to 10000",
     );
 }
+
+#[test]
+fn listeners_must_carry_what_the_agents_inbound_takes() {
+    let source = format!(
+        r#"{MINIMAL}
+[[agent]]
+name = "carol"
+listeners = [
+  {{ listen = "127.0.0.1:15101", service = "bob-http", protocol = "tcp" }},
+  {{ listen = "127.0.0.1:15102", service = "bob-http" }},
+]
+
+[[agent]]
+name = "bob"
+inbound = {{ http = "127.0.0.1:9100", allow = ["carol"] }}
+
+[[service]]
+name = "bob-http"
+agent = "bob"
+"#
+    );
+    let found = mistakes(&source);
+    assert_mistake(
+        &found,
+        line_of(&source, "127.0.0.1:15101"),
+        "listener 127.0.0.1:15101 of agent `carol` carries raw TCP to agent `bob`, whose inbound takes no raw TCP",
+        "add `tcp = ",
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+}

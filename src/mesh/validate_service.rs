@@ -7,7 +7,7 @@ use toml::Spanned;
 
 use super::Checker;
 use crate::mesh::model::{Service, ServiceTls, Upstream, UpstreamProtocol};
-use crate::mesh::raw::{RawAgent, RawService, RawTls};
+use crate::mesh::raw::{RawAgent, RawListener, RawService, RawTls};
 
 /// Most requests in flight per upstream that `max_requests` accepts: each holds buffers
 /// and a connection or stream in the gateway.
@@ -160,8 +160,9 @@ impl Checker {
     }
 
     /// A raw TCP listener (`protocol = "tcp"`) must address a service with `tcp://`
-    /// upstreams, and an HTTP listener one with HTTP upstreams. Listeners of names that
-    /// only routes know, and services without upstreams, are not checked.
+    /// upstreams, and an HTTP listener one with HTTP upstreams; a listener addressing an
+    /// agent must carry what the agent's inbound takes. Listeners of names that only routes
+    /// know are not checked.
     pub(super) fn listener_kinds(&mut self, agents: &[RawAgent], services: &[Service]) {
         for agent in agents {
             for listener in &agent.listeners {
@@ -169,14 +170,18 @@ impl Checker {
                 let Some(service) = services.iter().find(|s| &s.name == l.service.get_ref()) else {
                     continue;
                 };
-                let Some(service_tcp) = takes_tcp(service) else {
-                    continue;
-                };
                 let listener_tcp = match l.protocol.as_ref().map(|p| p.get_ref().as_str()) {
                     None | Some("http") => false,
                     Some("tcp") => true,
                     // An unknown protocol is reported where listeners are read.
                     Some(_) => continue,
+                };
+                if let Some(target) = &service.agent {
+                    self.listener_fits_agent(agents, agent, l, target, listener_tcp);
+                    continue;
+                }
+                let Some(service_tcp) = takes_tcp(service) else {
+                    continue;
                 };
                 if listener_tcp == service_tcp {
                     continue;
@@ -210,5 +215,47 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// A listener addressing an agent service must carry what that agent's inbound takes
+    /// (`http` for an HTTP listener, `tcp` for a raw TCP one).
+    fn listener_fits_agent(
+        &mut self,
+        agents: &[RawAgent],
+        caller: &RawAgent,
+        listener: &RawListener,
+        target: &str,
+        listener_tcp: bool,
+    ) {
+        let Some(inbound) = agents
+            .iter()
+            .find(|a| a.name.get_ref() == target)
+            .and_then(|a| a.inbound.as_ref())
+        else {
+            // A missing agent or inbound is reported on the service.
+            return;
+        };
+        let inbound = inbound.get_ref();
+        let (takes, kind, key) = if listener_tcp {
+            (inbound.tcp.is_some(), "raw TCP", "tcp")
+        } else {
+            (inbound.http.is_some(), "HTTP", "http")
+        };
+        if takes {
+            return;
+        }
+        let at = listener
+            .protocol
+            .as_ref()
+            .map_or(listener.service.span(), Spanned::span);
+        self.error_hint(
+            at,
+            format!(
+                "listener {} of agent `{}` carries {kind} to agent `{target}`, whose inbound takes no {kind}",
+                listener.listen.get_ref(),
+                caller.name.get_ref(),
+            ),
+            format!("add `{key} = \"127.0.0.1:PORT\"` to the inbound of agent `{target}`"),
+        );
     }
 }
