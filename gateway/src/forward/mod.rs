@@ -1,10 +1,12 @@
 //! Forwarding upstream: the services table (each service balancing over its upstream URLs,
-//! with a circuit breaker per upstream) and the HTTP/1.1 client that sends a request and
-//! returns the response head as soon as it arrives, its body still streaming.
+//! with a circuit breaker per upstream) and the clients (HTTP/1.1 and h2c in `client`,
+//! HTTP/3 in `h3`) that send a request and return the response head as soon as it arrives,
+//! its body still streaming.
 
 pub(crate) mod balance;
 pub(crate) mod body;
 pub(crate) mod client;
+pub(crate) mod h3;
 pub(crate) mod headers;
 pub(crate) mod tls;
 
@@ -14,12 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aimux_wire::{Outcome, TraceContext};
+use futures_util::TryFutureExt;
+use futures_util::future::Either;
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use self::balance::{Balancer, BreakerState, Lease, Unavailable};
-use self::body::{Leased, RequestBody, ResponseBody};
+use self::body::{Leased, RequestBody, ResponseBody, UpstreamBody};
+use self::h3::{H3Client, H3Error, H3Upstream};
 use crate::config::{ServiceConfig, Timeouts, UpstreamProtocol};
 use crate::error::GatewayError;
 use crate::metrics::UNKNOWN_SERVICE;
@@ -130,13 +135,15 @@ pub(crate) struct Service {
     retries: u32,
     /// Raw TCP upstreams: the service takes raw streams only.
     tcp: bool,
+    /// For an `http3` service, the QUIC side of each upstream (same order as `upstreams`).
+    h3: Vec<H3Upstream>,
 }
 
 impl Service {
     fn from_config(cfg: &ServiceConfig) -> Result<Self, GatewayError> {
         if !matches!(
             cfg.protocol,
-            UpstreamProtocol::Http1 | UpstreamProtocol::H2c
+            UpstreamProtocol::Http1 | UpstreamProtocol::H2c | UpstreamProtocol::Http3
         ) {
             return Err(GatewayError::UnsupportedProtocol {
                 service: cfg.name.clone(),
@@ -148,11 +155,22 @@ impl Service {
                 service: cfg.name.clone(),
             });
         }
-        let upstreams: Vec<Upstream> = cfg
-            .upstreams
-            .iter()
-            .map(|u| Upstream::parse(&cfg.name, u))
-            .collect::<Result<_, _>>()?;
+        let (upstreams, h3) = match cfg.protocol {
+            UpstreamProtocol::Http3 => {
+                let quic = h3::client_config(&cfg.name, &cfg.tls)?;
+                cfg.upstreams
+                    .iter()
+                    .map(|u| H3Upstream::parse(&cfg.name, u, &cfg.tls, &quic))
+                    .collect::<Result<(Vec<_>, Vec<_>), _>>()?
+            }
+            _ => (
+                cfg.upstreams
+                    .iter()
+                    .map(|u| Upstream::parse(&cfg.name, u))
+                    .collect::<Result<_, _>>()?,
+                Vec::new(),
+            ),
+        };
         let tcp = upstreams.iter().any(|u| u.tcp);
         if upstreams.iter().any(|u| u.tcp != tcp) {
             return Err(GatewayError::BadUpstream {
@@ -179,6 +197,7 @@ impl Service {
             protocol: cfg.protocol,
             retries: cfg.retries.min(MAX_RETRIES),
             tcp,
+            h3,
         })
     }
 
@@ -298,10 +317,35 @@ pub(crate) enum ForwardError {
     Cancelled(String),
 }
 
+/// Why an upstream client returned no response head.
+#[derive(Debug)]
+enum UpstreamError {
+    Hyper(hyper_util::client::legacy::Error),
+    H3(H3Error),
+}
+
+impl UpstreamError {
+    fn is_request_body_error(&self) -> bool {
+        match self {
+            Self::Hyper(e) => client::is_request_body_error(e),
+            Self::H3(e) => e.is_request_body_error(),
+        }
+    }
+
+    fn chain(&self) -> String {
+        match self {
+            Self::Hyper(e) => client::error_chain(e),
+            Self::H3(e) => e.to_string(),
+        }
+    }
+}
+
 /// Sends requests upstream.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     clients: client::UpstreamClients,
+    /// The QUIC client endpoints and connections of HTTP/3 upstreams.
+    h3: H3Client,
     connect_timeout: Duration,
     response_head_timeout: Duration,
 }
@@ -310,9 +354,16 @@ impl Forwarder {
     pub(crate) fn new(timeouts: &Timeouts) -> Self {
         Self {
             clients: client::build_all(timeouts.connect),
+            h3: H3Client::new(timeouts.connect),
             connect_timeout: timeouts.connect,
             response_head_timeout: timeouts.response_head,
         }
+    }
+
+    /// Closes the HTTP/3 connections and client endpoints (bounded); hyper's pooled
+    /// connections close as the forwarder is dropped.
+    pub(crate) async fn shutdown(&self) {
+        self.h3.shutdown().await;
     }
 
     /// Sends `out` to one of `service`'s upstreams and returns as soon as the response
@@ -471,15 +522,43 @@ impl Forwarder {
         // route timeout does): an upload that takes longer than the timeout to a server
         // that answers only once it has read everything is not an upstream fault. An
         // upstream may also answer before the body is complete.
-        let client = match service.protocol {
-            UpstreamProtocol::H2c => {
-                // RFC 9113 §8.3.1: the authority travels as `:authority` (from the URI).
-                request.headers_mut().remove(http::header::HOST);
-                &self.clients.h2c
+        let response = match service.protocol {
+            UpstreamProtocol::Http3 => {
+                let h3 = service.h3.get(lease.index()).ok_or_else(|| {
+                    ForwardError::Refused(Refusal::new(
+                        Outcome::InternalError,
+                        format!(
+                            "service `{}` has no HTTP/3 upstream {}",
+                            service.name, upstream.url
+                        ),
+                    ))
+                })?;
+                Either::Left(
+                    self.h3
+                        .request(h3, request)
+                        .map_ok(|r| r.map(|b| UpstreamBody::H3(Box::new(b))))
+                        .map_err(UpstreamError::H3),
+                )
             }
-            _ => &self.clients.http1,
+            protocol => {
+                let client = match protocol {
+                    UpstreamProtocol::H2c => {
+                        // RFC 9113 §8.3.1: the authority travels as `:authority` (from the
+                        // URI).
+                        request.headers_mut().remove(http::header::HOST);
+                        &self.clients.h2c
+                    }
+                    _ => &self.clients.http1,
+                };
+                Either::Right(
+                    client
+                        .request(request)
+                        .map_ok(|r| r.map(UpstreamBody::Hyper))
+                        .map_err(UpstreamError::Hyper),
+                )
+            }
         };
-        let mut response = pin!(client.request(request));
+        let mut response = pin!(response);
         let early = tokio::select! {
             r = &mut response => Some(r),
             _ = body_sent => None,
@@ -499,17 +578,15 @@ impl Forwarder {
                 }
                 Ok(response.map(|body| Leased::new(body, lease)))
             }
-            Ok(Err(e)) if client::is_request_body_error(&e) => {
-                Err(ForwardError::Cancelled(client::error_chain(&e)))
-            }
+            Ok(Err(e)) if e.is_request_body_error() => Err(ForwardError::Cancelled(e.chain())),
             Ok(Err(e)) => {
                 lease.failed(Instant::now());
-                Err(ForwardError::Refused(client::refusal(
-                    &e,
-                    &upstream.url,
-                    &service.name,
-                    self.connect_timeout,
-                )))
+                Err(ForwardError::Refused(match e {
+                    UpstreamError::Hyper(e) => {
+                        client::refusal(&e, &upstream.url, &service.name, self.connect_timeout)
+                    }
+                    UpstreamError::H3(e) => e.refusal(&upstream.url, &service.name),
+                }))
             }
             Err(_) => {
                 lease.failed(Instant::now());

@@ -10,7 +10,9 @@ use crate::config::UpstreamTls;
 use crate::error::GatewayError;
 
 /// ALPN protocol identifiers (RFC 7301; registry names from RFC 9113 §3.2, RFC 9114 §3.1).
+#[allow(dead_code)] // until TLS-over-TCP upstreams offer them
 pub(crate) const ALPN_H2: &[u8] = b"h2";
+#[allow(dead_code)] // until TLS-over-TCP upstreams offer them
 pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 pub(crate) const ALPN_H3: &[u8] = b"h3";
 
