@@ -46,7 +46,10 @@ fn python() -> Option<PathBuf> {
             Ok(out) => format!(
                 "{} cannot import aioquic ({}); scripts/test.sh installs it",
                 p.display(),
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             ),
             Err(e) => format!("{} cannot be run: {e}", p.display()),
         },

@@ -368,7 +368,8 @@ impl Forwarder {
 
     /// Sends `out` to one of `service`'s upstreams and returns as soon as the response
     /// head has arrived; the body streams as the caller polls it. Dropping the returned
-    /// future or body cancels the upstream request (hyper closes that connection).
+    /// future or body cancels the upstream request (hyper closes that connection; an
+    /// HTTP/3 request stream is reset with H3_REQUEST_CANCELLED).
     ///
     /// The upstream's breaker hears how the exchange went once the head (or the failure) is
     /// known; the body holds the upstream's lease, so the request counts as in flight there
