@@ -9,6 +9,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use aimux_gateway::{ServiceConfig, UpstreamProtocol};
 use aimux_wire::{Outcome, codes};
@@ -152,7 +153,7 @@ async fn a_streamed_response_arrives_chunk_by_chunk_through_the_tunnel() {
             .unwrap();
         let got = read_at_least(&mut recv, BytesMut::new(), chunk.len()).await;
         assert_eq!(got, chunk.as_bytes());
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The end (with a trailer the envelope has no room for) ends the stream with a FIN.
     h3.chunks.send(None).await.unwrap();
@@ -236,5 +237,42 @@ async fn a_restarted_upstream_is_reconnected_on_the_next_request() {
     let (status, _, echoed) = http_get(dev, "/", &AS_ALICE, Some(Bytes::from("after"))).await;
     assert_eq!((status, echoed), (200, Bytes::from("after")));
     assert_eq!(h3.connections.load(Ordering::SeqCst), 1, "a new connection");
+    gw.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_beyond_the_upstreams_stream_limit_waits_only_the_connect_timeout() {
+    let mesh = Mesh::new();
+    let ca = TestCa::new("upstream CA");
+    let h3 = h3_server::start_limited(&ca.server_cert(), "127.0.0.1:0".parse().unwrap(), 1).await;
+    let up = upstream::start().await;
+    let mut cfg = config(&mesh, up.addr);
+    cfg.timeouts.connect = Duration::from_millis(500);
+    cfg.policy.services.push(h3_service(h3.addr, &ca));
+    let gw = Running::start(cfg).await;
+    let dev = gw.dev.unwrap();
+
+    // The one stream the upstream allows is taken by a response that does not end yet.
+    let streaming = tokio::spawn(http_get(dev, "/held/stream", &AS_ALICE, None));
+    h3.chunks.send(Some(Bytes::from("held\n"))).await.unwrap();
+    let mut requests = h3.requests;
+    let held = tokio::time::timeout(STEP, requests.recv()).await.unwrap();
+    assert_eq!(held.as_deref(), Some("/held/stream"));
+
+    let (status, headers, body) = http_get(dev, "/", &AS_ALICE, Some(Bytes::from("x"))).await;
+    let reason = String::from_utf8_lossy(&body);
+    assert_eq!(status, 504, "{reason}");
+    assert_eq!(headers["x-aimux-outcome"], "upstream_timeout");
+    assert!(
+        reason.contains("granted no request stream within 0.5s"),
+        "{reason}"
+    );
+
+    // Once the held response ends, its stream is the next request's.
+    h3.chunks.send(None).await.unwrap();
+    let (status, _, body) = streaming.await.unwrap();
+    assert_eq!((status, body), (200, Bytes::from("held\n")));
+    let (status, _, echoed) = http_get(dev, "/", &AS_ALICE, Some(Bytes::from("y"))).await;
+    assert_eq!((status, echoed), (200, Bytes::from("y")));
     gw.stop().await.unwrap();
 }

@@ -134,7 +134,11 @@ impl H3Upstream {
         let mut parts = uri.clone().into_parts();
         parts.scheme = Some(Scheme::HTTP);
         let plain = Uri::from_parts(parts).map_err(|_| bad("it is not a valid URL"))?;
-        let mut upstream = Upstream::parse(service, &plain)?;
+        let mut upstream = Upstream::parse(service, &plain).map_err(|e| match e {
+            // Named as configured, not as the http:// stand-in.
+            GatewayError::BadUpstream { reason, .. } => bad(reason),
+            other => other,
+        })?;
         let port = upstream.authority.port_u16().unwrap_or(443);
         let host = upstream.authority.host();
         upstream.url = format!("https://{}{}", upstream.authority, upstream.base_path);
@@ -449,7 +453,10 @@ mod tests {
         let e = service("https://a:1/?x=1", tls(None))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("query"), "{e}");
+        assert!(
+            e.contains("`https://a:1/?x=1`") && e.contains("query"),
+            "{e}"
+        );
         let e = service("https://a:1", tls(Some("not a name!")))
             .unwrap_err()
             .to_string();

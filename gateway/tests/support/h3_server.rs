@@ -97,6 +97,12 @@ struct Shared {
 /// Starts a server with `cert` on `addr` (port 0 for any), retrying a busy port for a
 /// while (a restarted server takes its predecessor's port).
 pub async fn start(cert: &ServerCert, addr: SocketAddr) -> H3Upstream {
+    start_limited(cert, addr, 100).await
+}
+
+/// [`start`], allowing each client at most `max_streams` requests at once (QUIC
+/// `initial_max_streams_bidi`, RFC 9000 §4.6).
+pub async fn start_limited(cert: &ServerCert, addr: SocketAddr, max_streams: u32) -> H3Upstream {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_der.clone()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -107,7 +113,10 @@ pub async fn start(cert: &ServerCert, addr: SocketAddr) -> H3Upstream {
         .unwrap();
     tls.alpn_protocols = vec![b"h3".to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
-    let config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(max_streams.into());
+    config.transport_config(Arc::new(transport));
     let deadline = tokio::time::Instant::now() + STEP;
     let endpoint = loop {
         match quinn::Endpoint::server(config.clone(), addr) {
