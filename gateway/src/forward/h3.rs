@@ -14,9 +14,9 @@
 //! on its `TaskTracker`); [`H3Client::shutdown`] closes them.
 
 mod body;
+mod connect;
 mod error;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,65 +25,24 @@ use bytes::Bytes;
 use h3::error::Code;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
-use quinn::crypto::rustls::{HandshakeData, QuicClientConfig};
-use quinn::{Endpoint, IdleTimeout, TransportConfig, VarInt};
+use quinn::{Endpoint, VarInt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 pub(crate) use self::body::H3Body;
+pub(crate) use self::connect::client_config;
 pub(crate) use self::error::H3Error;
 use super::Upstream;
 use super::body::RequestBody;
-use super::tls::{self, ALPN_H3};
 use crate::config::UpstreamTls;
 use crate::error::GatewayError;
 
-/// QUIC PING interval on upstream connections: keeps NAT bindings and the idle timer alive
-/// while a connection is unused (RFC 9000 §10.1.2).
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
-/// A connection that hears nothing for this long is dead (RFC 9000 §10.1; the smaller of
-/// both peers' values applies). With PINGs every 2 s, only a dead or unreachable upstream
-/// stays silent that long.
-const IDLE_TIMEOUT_MS: u32 = 10_000;
-/// Flow-control credit for all response streams of one connection together (RFC 9000
-/// §4.1): bounds what an upstream can make the gateway buffer.
-const CONNECTION_RECEIVE_WINDOW: u32 = 64 * 1024 * 1024;
-/// Largest response head (QPACK field section, RFC 9114 §4.2.2) accepted, sent to the
-/// upstream as SETTINGS_MAX_FIELD_SECTION_SIZE. The response envelope carries less anyway.
-const MAX_FIELD_SECTION_SIZE: u64 = 64 * 1024;
 /// On shutdown, how long the connection drivers and endpoints get to close.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
 type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 type RequestStream = h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
-
-/// The quinn client configuration of one service's HTTP/3 upstreams: its TLS settings with
-/// ALPN `h3` (RFC 9114 §3.1), and the transport parameters.
-pub(crate) fn client_config(
-    service: &str,
-    tls: &UpstreamTls,
-) -> Result<quinn::ClientConfig, GatewayError> {
-    let rustls = tls::client_config(service, tls, &[ALPN_H3])?;
-    let quic =
-        QuicClientConfig::try_from(Arc::new(rustls)).map_err(|e| GatewayError::UpstreamTls {
-            service: service.to_owned(),
-            reason: format!("the TLS configuration cannot be used for QUIC: {e}"),
-        })?;
-    let mut transport = TransportConfig::default();
-    transport
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IdleTimeout::from(VarInt::from_u32(IDLE_TIMEOUT_MS))))
-        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
-        // RFC 9114 §6.1: HTTP/3 servers open no bidirectional streams (a client treats
-        // one as H3_STREAM_CREATION_ERROR); the control and QPACK streams are
-        // unidirectional and quinn's default allows them.
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
-        .datagram_receive_buffer_size(None);
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
-}
 
 /// One HTTP/3 upstream of a service: where it is, the name its certificate must carry,
 /// and its connection, if one is open.
@@ -309,82 +268,6 @@ impl H3Client {
         tokio::time::timeout(self.connect_timeout, get)
             .await
             .map_err(|_| H3Error::ConnectTimeout(self.connect_timeout))?
-    }
-
-    /// Resolves, handshakes, checks ALPN, sets up HTTP/3 and starts the connection driver.
-    /// A name that resolves to several addresses is tried at the first (QUIC gives no
-    /// quick refusal to move on from: an unanswered handshake just times out).
-    async fn connect(&self, upstream: &H3Upstream) -> Result<Live, H3Error> {
-        let addr = tokio::net::lookup_host(upstream.authority.as_str())
-            .await
-            .map_err(H3Error::Resolve)?
-            .next()
-            .ok_or_else(|| H3Error::Resolve(std::io::Error::other("the name has no address")))?;
-        let endpoint = self.endpoint(addr)?;
-        let quic = endpoint
-            .connect_with(upstream.config.clone(), addr, &upstream.server_name)
-            .map_err(H3Error::Connect)?
-            .await
-            .map_err(H3Error::Handshake)?;
-        let alpn = quic
-            .handshake_data()
-            .and_then(|d| d.downcast::<HandshakeData>().ok())
-            .and_then(|d| d.protocol);
-        if alpn.as_deref() != Some(ALPN_H3) {
-            quic.close(h3_code(Code::H3_NO_ERROR), b"no HTTP/3");
-            return Err(H3Error::NoH3(alpn));
-        }
-        let (mut driver, send) = h3::client::builder()
-            .max_field_section_size(MAX_FIELD_SECTION_SIZE)
-            .build::<_, _, Bytes>(h3_quinn::Connection::new(quic.clone()))
-            .await
-            .map_err(H3Error::Setup)?;
-        // The driver reads the control stream (SETTINGS, GOAWAY) for as long as the
-        // connection lives; it ends with the connection, or on shutdown.
-        let stop = self.stop.clone();
-        let closing = quic.clone();
-        let url = upstream.url.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = stop.cancelled() => {
-                    closing.close(h3_code(Code::H3_NO_ERROR), b"gateway shutting down");
-                }
-                e = std::future::poll_fn(|cx| driver.poll_close(cx)) => {
-                    if !e.is_h3_no_error() {
-                        debug!(upstream = %url, error = %e, "HTTP/3 connection ended");
-                    }
-                    closing.close(h3_code(Code::H3_NO_ERROR), b"");
-                }
-            }
-        });
-        debug!(upstream = %upstream.url, %addr, "HTTP/3 connection open");
-        Ok(Live {
-            quic,
-            send,
-            retired: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    /// The client endpoint of `remote`'s address family, bound on first use.
-    fn endpoint(&self, remote: SocketAddr) -> Result<Endpoint, H3Error> {
-        let mut e = self
-            .endpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if e.closed {
-            return Err(H3Error::ShuttingDown);
-        }
-        let (slot, local): (_, SocketAddr) = if remote.is_ipv6() {
-            (&mut e.v6, (Ipv6Addr::UNSPECIFIED, 0).into())
-        } else {
-            (&mut e.v4, (Ipv4Addr::UNSPECIFIED, 0).into())
-        };
-        if let Some(endpoint) = slot {
-            return Ok(endpoint.clone());
-        }
-        let endpoint = Endpoint::client(local).map_err(|e| H3Error::Bind(local, e))?;
-        *slot = Some(endpoint.clone());
-        Ok(endpoint)
     }
 }
 
