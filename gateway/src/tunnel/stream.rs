@@ -468,7 +468,7 @@ impl<'a> Exchange<'a> {
                         return;
                     }
                 }
-                Some(Err(e)) if client::is_request_body_error(&e) => {
+                Some(Err(e)) if client::is_request_body_error(&*e) => {
                     // The sidecar reset its request body mid-upload: hyper abandons the
                     // exchange, and the fault is not the upstream's.
                     debug!(request_id, error = %e, "the sidecar abandoned the request");

@@ -1,9 +1,10 @@
 //! Shared by the gateway's integration tests: a real mesh CA in a tempdir, a running
-//! gateway on ephemeral ports (both tunnel transports), a real HTTP upstream, and a small
-//! tunnel client (QUIC or HTTP/2 over TLS) that speaks the envelope protocol the way a
-//! sidecar does.
+//! gateway on ephemeral ports (both tunnel transports), real HTTP/1.1 and HTTP/3
+//! upstreams, and a small tunnel client (QUIC or HTTP/2 over TLS) that speaks the envelope
+//! protocol the way a sidecar does.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod h3_server;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
