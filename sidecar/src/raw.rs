@@ -65,7 +65,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, service: String, tcp: TcpStream, 
     let (agent_read, agent_write) = tcp.into_split();
     // The agent's bytes go up at once: a client protocol that speaks first (PostgreSQL,
     // TLS) must not wait for the gateway's answer.
-    let upload = tokio::spawn(upload(agent_read, send, request_id.clone()));
+    let upload = tokio::spawn(upload(
+        agent_read,
+        send,
+        request_id.clone(),
+        codes::STREAM_CANCELLED,
+    ));
     let head = tokio::time::timeout(
         shared.settings.response_head_timeout,
         read_head(&mut recv, limits),
@@ -100,9 +105,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, service: String, tcp: TcpStream, 
     debug!(%request_id, %service, uploaded, downloaded, "TCP connection done");
 }
 
-/// Agent → stream: FIN on the agent's EOF, a reset if reading fails. True if it ended
-/// cleanly.
-async fn upload(mut agent: OwnedReadHalf, mut send: SendGuard, request_id: String) -> bool {
+/// Socket → stream: FIN on the socket's EOF, a reset with `fail_code` if reading fails.
+/// True if it ended cleanly. Used both ways round: the agent's outgoing connection
+/// (`CANCELLED`: the client went away) and a delivery's connection to the agent
+/// (`UPSTREAM_FAILED`: the agent is the one answering, `inbound/tcp.rs`).
+pub(crate) async fn upload(
+    mut agent: OwnedReadHalf,
+    mut send: SendGuard,
+    request_id: String,
+    fail_code: u32,
+) -> bool {
     let mut buf = BytesMut::with_capacity(CHUNK);
     loop {
         buf.reserve(CHUNK);
@@ -119,7 +131,7 @@ async fn upload(mut agent: OwnedReadHalf, mut send: SendGuard, request_id: Strin
             }
             Err(e) => {
                 debug!(%request_id, "reading from the agent failed: {e}");
-                send.reset(codes::STREAM_CANCELLED);
+                send.reset(fail_code);
                 return false;
             }
         }
@@ -128,7 +140,7 @@ async fn upload(mut agent: OwnedReadHalf, mut send: SendGuard, request_id: Strin
 
 /// Stream → agent: a TCP FIN (shutdown of the write half) on the stream's FIN; a reset of
 /// the agent's connection if the stream was reset. True if it ended cleanly.
-async fn download(first: Bytes, mut recv: RecvGuard, mut agent: OwnedWriteHalf) -> bool {
+pub(crate) async fn download(first: Bytes, mut recv: RecvGuard, mut agent: OwnedWriteHalf) -> bool {
     if !first.is_empty() && agent.write_all(&first).await.is_err() {
         return false;
     }

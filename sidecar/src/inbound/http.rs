@@ -17,11 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::{debug, warn};
 
-use super::{Inbound, RESPONSE_HEAD_WAIT, answer, refuse};
+use super::{Inbound, RESPONSE_HEAD_WAIT, agent_failed, answer, refuse};
 use crate::body::{RecvBody, RecvGuard};
 use crate::reply::end_to_end;
 use crate::request::{connection_options, envelope_fields};
-use crate::stats::Counters;
 use crate::tunnel::transport::{StreamRecv, StreamSend};
 
 /// The header that tells the agent which mesh identity is calling, as the gateway tells
@@ -85,27 +84,16 @@ pub(super) async fn deliver(
                 } else {
                     format!("{label} failed before answering: {}", chain(&e))
                 };
-                warn!(request_id, "{reason}");
-                Counters::incr(&inbound.counters.failures);
-                return answer(
-                    inbound,
-                    &mut send,
-                    ResponseEnvelope::new(Outcome::UpstreamUnreachable, reason),
-                )
-                .await;
+                let outcome = Outcome::UpstreamUnreachable;
+                return agent_failed(inbound, send, outcome, reason, request_id).await;
             }
             Err(_) => {
                 let reason = format!(
                     "{label} sent no response head within {}s",
                     RESPONSE_HEAD_WAIT.as_secs()
                 );
-                Counters::incr(&inbound.counters.failures);
-                return answer(
-                    inbound,
-                    &mut send,
-                    ResponseEnvelope::new(Outcome::UpstreamTimeout, reason),
-                )
-                .await;
+                let outcome = Outcome::UpstreamTimeout;
+                return agent_failed(inbound, send, outcome, reason, request_id).await;
             }
         };
     let (parts, mut body) = response.into_parts();

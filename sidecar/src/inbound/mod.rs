@@ -199,6 +199,19 @@ async fn refuse(
     answer(inbound, &mut send, ResponseEnvelope::new(outcome, reason)).await;
 }
 
+/// Answers that the agent could not be called (it is down, or did not answer in time).
+async fn agent_failed(
+    inbound: &Inbound,
+    mut send: StreamSend,
+    outcome: Outcome,
+    reason: String,
+    request_id: &str,
+) {
+    warn!(request_id, "{reason}");
+    Counters::incr(&inbound.counters.failures);
+    answer(inbound, &mut send, ResponseEnvelope::new(outcome, reason)).await;
+}
+
 /// Writes a whole answer (an envelope, no payload) and finishes the stream.
 async fn answer(inbound: &Inbound, send: &mut StreamSend, envelope: ResponseEnvelope) {
     let sent = match envelope.to_bytes(&inbound.limits) {

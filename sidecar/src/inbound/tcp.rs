@@ -6,18 +6,15 @@
 use std::net::SocketAddr;
 
 use aimux_wire::{Outcome, ResponseEnvelope, codes};
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::{CONNECT_WAIT, Inbound, answer};
-use crate::stats::Counters;
+use super::{CONNECT_WAIT, Inbound, agent_failed};
+use crate::body::RecvGuard;
+use crate::raw;
 use crate::tunnel::transport::{StreamRecv, StreamSend};
-
-/// Largest read per write, in either direction.
-const CHUNK: usize = 16 * 1024;
+use crate::upload::SendGuard;
 
 /// Connects to the agent at `addr` and relays until both directions have ended.
 pub(super) async fn deliver(
@@ -28,32 +25,24 @@ pub(super) async fn deliver(
     request_id: &str,
 ) {
     let label = &inbound.label;
-    let tcp = match tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(addr)).await {
+    let connected = tokio::time::timeout(CONNECT_WAIT, TcpStream::connect(addr)).await;
+    let tcp = match connected {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => {
-            let reason =
-                format!("{label} could not be reached at tcp://{addr}: {e}; is the agent running?");
-            warn!(request_id, "{reason}");
-            Counters::incr(&inbound.counters.failures);
-            recv.stop(codes::STREAM_CANCELLED);
-            return answer(
-                inbound,
-                &mut send,
-                ResponseEnvelope::new(Outcome::UpstreamUnreachable, reason),
-            )
-            .await;
-        }
-        Err(_) => {
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => format!("no connection within {}s", CONNECT_WAIT.as_secs()),
+            };
             let reason = format!(
-                "{label} did not accept a connection at tcp://{addr} within {}s",
-                CONNECT_WAIT.as_secs()
+                "{label} could not be reached at tcp://{addr}: {why}; is the agent running?"
             );
-            Counters::incr(&inbound.counters.failures);
             recv.stop(codes::STREAM_CANCELLED);
-            return answer(
+            return agent_failed(
                 inbound,
-                &mut send,
-                ResponseEnvelope::new(Outcome::UpstreamUnreachable, reason),
+                send,
+                Outcome::UpstreamUnreachable,
+                reason,
+                request_id,
             )
             .await;
         }
@@ -70,50 +59,14 @@ pub(super) async fn deliver(
         return;
     }
     let (read, write) = tcp.into_split();
-    let (up, down) = tokio::join!(to_agent(recv, write), from_agent(read, &mut send));
-    debug!(request_id, up, down, "delivered TCP stream done");
-}
-
-/// Gateway → agent: a TCP FIN (write shutdown) at the stream's FIN; a reset on a reset.
-async fn to_agent(mut recv: StreamRecv, mut agent: OwnedWriteHalf) -> bool {
-    loop {
-        match recv.read_chunk(CHUNK).await {
-            Ok(Some(chunk)) => {
-                if agent.write_all(&chunk).await.is_err() {
-                    recv.stop(codes::STREAM_UPSTREAM_FAILED);
-                    return false;
-                }
-            }
-            Ok(None) => return agent.shutdown().await.is_ok(),
-            Err(_) => {
-                // The caller's side was reset: reset the agent's connection too, rather
-                // than a FIN it would take for a complete request.
-                let _ = agent.as_ref().set_zero_linger();
-                return false;
-            }
-        }
-    }
-}
-
-/// Agent → gateway: the stream's FIN at the agent's EOF, a reset if reading fails.
-async fn from_agent(mut agent: OwnedReadHalf, send: &mut StreamSend) -> bool {
-    let mut buf = BytesMut::with_capacity(CHUNK);
-    loop {
-        buf.reserve(CHUNK);
-        match agent.read_buf(&mut buf).await {
-            Ok(0) => {
-                send.finish();
-                return true;
-            }
-            Ok(_) => {
-                if send.write(buf.split().freeze()).await.is_err() {
-                    return false;
-                }
-            }
-            Err(_) => {
-                send.reset(codes::STREAM_UPSTREAM_FAILED);
-                return false;
-            }
-        }
-    }
+    let (down, up) = tokio::join!(
+        raw::download(Bytes::new(), RecvGuard::new(recv), write),
+        raw::upload(
+            read,
+            SendGuard::new(send),
+            request_id.to_owned(),
+            codes::STREAM_UPSTREAM_FAILED,
+        ),
+    );
+    debug!(request_id, down, up, "delivered TCP stream done");
 }
