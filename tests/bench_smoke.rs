@@ -68,6 +68,7 @@ fn every_loopback_scenario_runs_and_reports() {
             Scenario::Direct => &[],
             Scenario::Dev => &["gateway"],
             Scenario::Quic | Scenario::H2 => &["gateway", "sidecar"],
+            Scenario::A2a => &["gateway", "peer-sidecar", "sidecar"],
             Scenario::Nginx => &["nginx"],
         };
         let roles: Vec<&str> = measured.proxies.iter().map(|p| p.role.as_str()).collect();

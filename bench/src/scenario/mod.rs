@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::load::{self, LoadConfig, LoadResult, Mode, Progress};
 pub use setup::Proxies;
-use setup::{mesh_files, nginx, spawn, wait_listening};
+use setup::{Destination, mesh_files, nginx, spawn, wait_listening};
 
 /// The paths a request can take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -32,14 +32,18 @@ pub enum Scenario {
     /// → sidecar → HTTP/2 over mutual TLS over TCP → gateway → upstream (the design of
     /// Istio's ambient mode, in the same processes as the QUIC path).
     H2,
+    /// → sidecar → QUIC → gateway → the peer agent's own QUIC connection → its sidecar →
+    /// upstream (agent-to-agent delivery, SPEC.md §12.2).
+    A2a,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Direct,
         Scenario::Dev,
         Scenario::Quic,
         Scenario::H2,
+        Scenario::A2a,
         Scenario::Nginx,
     ];
 
@@ -50,6 +54,7 @@ impl Scenario {
             Scenario::Quic => "sidecar-quic-gateway",
             Scenario::Nginx => "nginx",
             Scenario::H2 => "sidecar-h2-gateway",
+            Scenario::A2a => "sidecar-quic-gateway-sidecar",
         }
     }
 }
@@ -123,13 +128,18 @@ impl Bench {
                 processes: Vec::new(),
             }),
             Scenario::Nginx => nginx(&self.scratch, upstream, self.proxy_cpu),
-            Scenario::Dev | Scenario::Quic | Scenario::H2 => {
+            Scenario::Dev | Scenario::Quic | Scenario::H2 | Scenario::A2a => {
                 let transport = if scenario == Scenario::H2 {
                     "h2"
                 } else {
                     "quic"
                 };
-                let files = mesh_files(aimux, &self.scratch, upstream, transport)?;
+                let to = if scenario == Scenario::A2a {
+                    Destination::Agent
+                } else {
+                    Destination::Upstream
+                };
+                let files = mesh_files(aimux, &self.scratch, upstream, transport, to)?;
                 let config = files.config.to_string_lossy().into_owned();
                 let log = |n: &str| self.scratch.join(format!("{}-{n}.log", scenario.name()));
                 let gateway = spawn(
@@ -151,6 +161,16 @@ impl Bench {
                         ("x-aimux-identity".into(), "bench".into()),
                     ];
                 } else {
+                    if scenario == Scenario::A2a {
+                        // The peer connects first, so the first request finds it.
+                        let peer = spawn(
+                            aimux,
+                            &["sidecar", "--config", &config, "--agent", "peer"],
+                            &log("peer-sidecar"),
+                            self.proxy_cpu,
+                        )?;
+                        proxies.processes.push(("peer-sidecar".into(), peer));
+                    }
                     let sidecar = spawn(
                         aimux,
                         &["sidecar", "--config", &config, "--agent", "bench"],

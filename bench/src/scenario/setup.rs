@@ -94,10 +94,20 @@ pub(crate) fn ensure_pki(aimux_bin: &Path, dir: &Path, ips: &[&str]) -> Result<(
         gateway.extend(["--ip", ip]);
     }
     aimux(aimux_bin, &gateway)?;
-    aimux(
-        aimux_bin,
-        &["certs", "issue", "--dir", d, "--name", "bench"],
-    )
+    for agent in ["bench", "peer"] {
+        aimux(aimux_bin, &["certs", "issue", "--dir", d, "--name", agent])?;
+    }
+    Ok(())
+}
+
+/// Where the mesh sends the bench agent's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Destination {
+    /// Service `upstream` is the upstream's URL.
+    Upstream,
+    /// Service `upstream` is agent `peer`, whose sidecar delivers to the upstream as if it
+    /// were the peer agent's own HTTP server.
+    Agent,
 }
 
 pub(crate) fn mesh_files(
@@ -105,6 +115,7 @@ pub(crate) fn mesh_files(
     dir: &Path,
     upstream: SocketAddr,
     transport: &str,
+    to: Destination,
 ) -> Result<MeshFiles, ScenarioError> {
     ensure_pki(aimux_bin, dir, &[])?;
     let (quic, h2, dev_http, listener) = (free_udp()?, free_tcp()?, free_tcp()?, free_tcp()?);
@@ -112,6 +123,15 @@ pub(crate) fn mesh_files(
         String::new()
     } else {
         format!("transport = \"{transport}\"\n")
+    };
+    let service = match to {
+        Destination::Upstream => {
+            format!("[[service]]\nname = \"upstream\"\nupstreams = [\"http://{upstream}\"]\n")
+        }
+        Destination::Agent => format!(
+            "[[service]]\nname = \"upstream\"\nagent = \"peer\"\n\n[[agent]]\nname = \"peer\"\n\
+             inbound = {{ http = \"{upstream}\", allow = [\"bench\"] }}\n"
+        ),
     };
     let text = format!(
         r#"[mesh]
@@ -127,16 +147,15 @@ dev_http = "{dev_http}"
 name = "bench"
 {transport_line}listeners = [{{ listen = "{listener}", service = "upstream" }}]
 
-[[service]]
-name = "upstream"
-upstreams = ["http://{upstream}"]
+{service}
 
 [[access]]
 from = ["bench"]
 to = ["upstream"]
 "#
     );
-    let config = dir.join(format!("mesh-{transport}.toml"));
+    let suffix = if to == Destination::Agent { "-a2a" } else { "" };
+    let config = dir.join(format!("mesh-{transport}{suffix}.toml"));
     std::fs::write(&config, text)?;
     Ok(MeshFiles {
         config,
