@@ -191,7 +191,7 @@ async fn an_http1_upstreams_chunked_trailers_are_carried_too(t: Transport) {
         .unwrap();
     assert!(reply.envelope.framed_payload, "{reply:?}");
     assert_eq!(reply.header("x-seen-te"), "trailers");
-    // RFC 9110 §7.6.1: an HTTP/1.1 sender of TE names it in Connection.
+    // RFC 9110 §10.1.4: an HTTP/1.1 sender of TE names it in Connection.
     assert_eq!(reply.header("x-seen-connection"), "te");
     let (got, trailers) = decode(&reply);
     assert_eq!(got, b"over HTTP/1.1");

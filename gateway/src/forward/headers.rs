@@ -106,7 +106,7 @@ pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
 /// Tells the upstream the gateway takes trailers: `te: trailers` (RFC 9110 §10.1.4), sent
 /// when the request envelope carries `te-trailers` (SPEC.md §5.9), after the agent's own
 /// hop-by-hop fields are gone. Over HTTP/1.1 (`http1`), `TE` is named in `Connection` too,
-/// as RFC 9110 §7.6.1 asks of its senders; HTTP/2 and HTTP/3 forbid `Connection` and allow
+/// as RFC 9110 §10.1.4 asks of its senders; HTTP/2 and HTTP/3 forbid `Connection` and allow
 /// `TE` only with this value (RFC 9113 §8.2.2, RFC 9114 §4.2), so where the protocol is not
 /// known to be HTTP/1.1 the `Connection` option is left out (hyper's HTTP/2 client would
 /// otherwise strip `TE` along with it).

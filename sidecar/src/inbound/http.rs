@@ -238,7 +238,7 @@ async fn relay(
 /// The request to the agent: the envelope's method, path and end-to-end fields, `Host`
 /// naming the agent's address, `x-aimux-identity` the caller the gateway proved (whatever
 /// the caller sent), and the envelope's trace context unless the head has one; with
-/// `te-trailers`, `te: trailers` (named in `Connection`, RFC 9110 §7.6.1: the agent is
+/// `te-trailers`, `te: trailers` (named in `Connection`, RFC 9110 §10.1.4: the agent is
 /// spoken to over HTTP/1.1).
 fn build(
     envelope: &RequestEnvelope,
