@@ -218,3 +218,44 @@ async fn a_framed_answer_without_trailers_is_only_data(t: Transport) {
     assert_eq!(trailers, None);
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_dev_listener_relays_trailers_to_a_client_that_asks() {
+    let (_mesh, gw) = start().await;
+    let dev = gw.dev.unwrap();
+    for te in [true, false] {
+        let tcp = tokio::net::TcpStream::connect(dev).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::post("/call")
+            .header("host", "grpc")
+            .header("x-aimux-identity", "alice");
+        if te {
+            req = req.header("te", "trailers");
+        }
+        let req = req
+            .body(http_body_util::Full::new(Bytes::from_static(b"dev")))
+            .unwrap();
+        let resp = tokio::time::timeout(STEP, sender.send_request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let want_te = if te { "trailers" } else { "" };
+        assert_eq!(resp.headers()["x-seen-te"], want_te);
+        let collected = resp.into_body().collect().await.unwrap();
+        let status = collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .cloned();
+        assert_eq!(
+            status,
+            te.then(|| HeaderValue::from_static("0")),
+            "te: {te}"
+        );
+        assert_eq!(collected.to_bytes(), "dev");
+    }
+    gw.stop().await.unwrap();
+}
