@@ -114,6 +114,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody>
     };
     let service = admitted.service;
     let (parts, body) = req.into_parts();
+    // The response body is relayed as hyper hands it over, trailers included: ask the
+    // upstream for them when the client does.
+    let te_trailers = headers::accepts_trailers(&parts.headers);
     let outgoing = Outgoing {
         method: parts.method,
         target: &target,
@@ -122,6 +125,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<ServerBody>
         caller: &caller,
         trace: None,
         response_timeout: admitted.timeout,
+        te_trailers,
     };
     let record = |status| shared.record(caller.id_str(), service.name(), status, started);
     match shared.forwarder.send(&service, outgoing).await {

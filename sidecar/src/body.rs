@@ -6,6 +6,12 @@
 //! connection lost mid-body, ends the body with an error, so hyper aborts the agent's response
 //! instead of ending it cleanly (SPEC.md §2.3: a reset payload is not a complete message). A
 //! body dropped early (the agent went away) stops the stream with `CANCELLED` (SPEC.md §12).
+//!
+//! A framed payload (the envelope says `framed-payload`, SPEC.md §6.3) is decoded on the
+//! way: DATA bytes become data frames as they arrive, and the TRAILERS frame becomes the
+//! body's trailers, handed out once FIN has confirmed nothing follows them. A malformed or
+//! truncated framed payload fails the body like a reset, and the stream is stopped with
+//! `MALFORMED`.
 
 use std::fmt;
 use std::mem;
@@ -13,13 +19,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use aimux_wire::{DecodeError, Limits, MAX_PREFACE_LEN, ResponseEnvelope, codes, envelope_len};
+use aimux_wire::{
+    DecodeError, Limits, MAX_PREFACE_LEN, Malformed, PayloadDecoder, PayloadFrame,
+    ResponseEnvelope, codes, envelope_len,
+};
 use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 use http_body::{Body, Frame};
 use tokio_util::sync::ReusableBoxFuture;
 use tracing::warn;
 
 use crate::fmt::app_code_name;
+use crate::reply::end_to_end;
 use crate::stats::{Counters, InFlight};
 use crate::tunnel::transport::{RecvError, StreamRecv};
 
@@ -152,10 +163,16 @@ pub(crate) enum BodyError {
     /// The connection to the gateway was lost.
     #[error("the connection to the gateway was lost mid-response: {0}")]
     ConnectionLost(String),
+    /// The framed payload is malformed, or ended (FIN) inside a frame (SPEC.md §6.3).
+    #[error("the gateway's framed payload is malformed: {0}; the response is incomplete")]
+    Malformed(Malformed),
     /// Any other read failure.
     #[error("reading the response stream failed: {0}")]
     Read(String),
 }
+
+/// What `poll_frame` returns.
+type Polled = Poll<Option<Result<Frame<Bytes>, BodyError>>>;
 
 type ReadFuture = ReusableBoxFuture<'static, (RecvGuard, Result<Option<Bytes>, RecvError>)>;
 
@@ -172,6 +189,16 @@ pub(crate) struct RecvBody {
     counters: Arc<Counters>,
     /// Keeps the request counted in flight until its body ends.
     in_flight: Option<InFlight>,
+    /// A framed payload's decoder (SPEC.md §6.3); `None` for raw bytes.
+    framing: Option<Framing>,
+}
+
+/// The decoding state of a framed payload.
+#[derive(Debug)]
+struct Framing {
+    decoder: PayloadDecoder,
+    /// The trailers, held until FIN shows that the payload is complete.
+    trailers: Option<HeaderMap>,
 }
 
 impl RecvBody {
@@ -190,7 +217,18 @@ impl RecvBody {
             request_id,
             counters,
             in_flight,
+            framing: None,
         }
+    }
+
+    /// Reads the payload as a framed payload (SPEC.md §6.3), with `limits`.
+    #[must_use]
+    pub(crate) fn framed(mut self, limits: &Limits) -> Self {
+        self.framing = Some(Framing {
+            decoder: PayloadDecoder::new(limits),
+            trailers: None,
+        });
+        self
     }
 
     fn start_read(&mut self, mut guard: RecvGuard) {
@@ -209,54 +247,113 @@ impl RecvBody {
         self.done = true;
         self.in_flight = None;
     }
+
+    /// Fails the body with `error`, counted and logged once.
+    fn fail(&mut self, error: BodyError) -> Polled {
+        self.end();
+        Counters::incr(&self.counters.failures);
+        warn!(request_id = %self.request_id, "payload cut off: {error}");
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// A framed payload that proved malformed: the gateway is told to stop (SPEC.md §6.3).
+    fn malformed(&mut self, e: Malformed) -> Polled {
+        if let Some(mut guard) = self.stream.take() {
+            guard.stop(codes::STREAM_MALFORMED);
+        }
+        self.first = Bytes::new();
+        self.fail(BodyError::Malformed(e))
+    }
+
+    /// The next frame a framed payload's decoder can give: data, or (once trailers have
+    /// been decoded) nothing until FIN. `None`: more bytes are needed.
+    fn poll_decoded(&mut self) -> Option<Polled> {
+        let framing = self.framing.as_mut()?;
+        loop {
+            match framing.decoder.next_frame() {
+                Ok(Some(PayloadFrame::Data(data))) => {
+                    return Some(Poll::Ready(Some(Ok(Frame::data(data)))));
+                }
+                Ok(Some(PayloadFrame::Trailers(trailers))) => {
+                    // Fields HTTP cannot carry, and hop-by-hop ones, are left out. They
+                    // go out at FIN; anything before it is malformed (next turn).
+                    let map: HeaderMap = end_to_end(&trailers).collect();
+                    framing.trailers = Some(map);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return Some(self.malformed(e)),
+            }
+            if self.first.is_empty() {
+                return None;
+            }
+            framing.decoder.push(mem::take(&mut self.first));
+        }
+    }
+
+    /// FIN: the end of the body, with the trailers of a complete framed payload.
+    fn at_fin(&mut self) -> Polled {
+        let Some(framing) = self.framing.as_mut() else {
+            self.end();
+            return Poll::Ready(None);
+        };
+        if let Err(e) = framing.decoder.finish() {
+            return self.malformed(e);
+        }
+        let trailers = framing.trailers.take();
+        self.end();
+        Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))))
+    }
 }
 
 impl Body for RecvBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = self.get_mut();
-        if !this.first.is_empty() {
-            return Poll::Ready(Some(Ok(Frame::data(mem::take(&mut this.first)))));
-        }
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if let Some(guard) = this.stream.take() {
-            this.start_read(guard);
-        }
-        let Some(read) = this.read.as_mut() else {
-            // Not reachable: the stream is either here or inside the read.
-            this.end();
-            return Poll::Ready(None);
-        };
-        let (mut guard, result) = ready!(read.poll(cx));
-        match result {
-            Ok(Some(chunk)) => {
-                this.stream = Some(guard);
-                Poll::Ready(Some(Ok(Frame::data(chunk))))
+        loop {
+            if this.done {
+                return Poll::Ready(None);
             }
-            Ok(None) => {
-                guard.done = true;
-                this.end();
-                Poll::Ready(None)
+            if let Some(decoded) = this.poll_decoded() {
+                return decoded;
             }
-            Err(e) => {
-                guard.done = true;
+            if !this.first.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(mem::take(&mut this.first)))));
+            }
+            if let Some(guard) = this.stream.take() {
+                this.start_read(guard);
+            }
+            let Some(read) = this.read.as_mut() else {
+                // Not reachable: the stream is either here or inside the read.
                 this.end();
-                let error = match e {
-                    RecvError::Reset(code) => BodyError::Reset { code },
-                    RecvError::Aborted(why) => BodyError::Aborted(why),
-                    RecvError::ConnectionLost(why) => BodyError::ConnectionLost(why),
-                    other => BodyError::Read(other.to_string()),
-                };
-                Counters::incr(&this.counters.failures);
-                warn!(request_id = %this.request_id, "payload cut off: {error}");
-                Poll::Ready(Some(Err(error)))
+                return Poll::Ready(None);
+            };
+            let (mut guard, result) = ready!(read.poll(cx));
+            match result {
+                Ok(Some(chunk)) => {
+                    this.stream = Some(guard);
+                    match this.framing.as_mut() {
+                        // Decoded on the next turn of the loop.
+                        Some(framing) => framing.decoder.push(chunk),
+                        None => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                    }
+                }
+                Ok(None) => {
+                    guard.done = true;
+                    return this.at_fin();
+                }
+                Err(e) => {
+                    guard.done = true;
+                    let error = match e {
+                        RecvError::Reset(code) => BodyError::Reset { code },
+                        RecvError::Aborted(why) => BodyError::Aborted(why),
+                        RecvError::ConnectionLost(why) => BodyError::ConnectionLost(why),
+                        other => BodyError::Read(other.to_string()),
+                    };
+                    return this.fail(error);
+                }
             }
         }
     }
@@ -273,6 +370,7 @@ impl fmt::Debug for RecvBody {
             .field("buffered", &self.first.len())
             .field("reading", &self.stream.is_none())
             .field("done", &self.done)
+            .field("framed", &self.framing.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -10,8 +10,9 @@
 //!    the next one, within the same bounded wait (the look-ahead is held until then);
 //! 4. copy the rest of the body in its own task (`upload.rs`) while reading the response
 //!    envelope here (bounded by the envelope limits and a timeout);
-//! 5. answer: the upstream's head and a streaming body for `forwarded`, a short text answer
-//!    for any other outcome or failure.
+//! 5. answer: the upstream's head and a streaming body for `forwarded` (with the upstream's
+//!    trailers when the agent sent `TE: trailers`, SPEC.md §6.3), a short text answer for
+//!    any other outcome or failure.
 //!
 //! Every failure is logged once, with the request id, and answered with a status and a text
 //! body that says what went wrong.
@@ -197,13 +198,17 @@ async fn exchange(
             })?;
             Counters::incr(&shared.counters.forwarded);
             debug!(%request_id, status = status.as_u16(), "forwarded");
-            let body = RecvBody::new(
+            let mut body = RecvBody::new(
                 first,
                 recv,
                 request_id.to_owned(),
                 Arc::clone(&shared.counters),
                 Some(in_flight),
             );
+            if envelope.framed_payload {
+                // DATA frames and, at the end, the upstream's trailers (SPEC.md §6.3).
+                body = body.framed(limits);
+            }
             let mut response = Response::new(Either::Right(body));
             *response.status_mut() = status;
             *response.headers_mut() = headers;

@@ -154,6 +154,7 @@ mod tests {
                     .with_header("content-length", "99")
                     .with_header("connection", "close"),
             ),
+            framed_payload: false,
         };
         let response = refusal(&env);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -173,6 +174,7 @@ mod tests {
                 outcome,
                 reason: "slow down".into(),
                 http: Some(HttpResponseHead::new(status.as_u16()).with_header("retry-after", "7")),
+                framed_payload: false,
             };
             let response = refusal(&env);
             assert_eq!(response.status(), status);

@@ -67,7 +67,9 @@ const MAX_TRACESTATE: usize = 4096;
 ///   SPEC.md §5.5), and `proxy-authorization` (credentials meant for this proxy hop, RFC 9110
 ///   §11.7.4);
 /// - `content-length` stays: it is end-to-end content metadata (the payload still ends at
-///   FIN, SPEC.md §2.4).
+///   FIN, SPEC.md §2.4);
+/// - a `TE` field listing `trailers` (hop-by-hop, so not copied) becomes the `te-trailers`
+///   field (SPEC.md §5.9): the agent takes trailers, so the answer may carry them.
 pub(crate) fn build_envelope(
     identity: &str,
     target: &Target,
@@ -89,7 +91,23 @@ pub(crate) fn build_envelope(
     envelope.intent = Some(intent);
     envelope.trace = Some(trace_context(headers, ids));
     envelope.request_id = Some(RequestId::from(ids.request_id));
+    envelope.te_trailers = accepts_trailers(headers);
     envelope
+}
+
+/// Whether a request's `TE` field lists `trailers` (RFC 9110 §10.1.4: a comma-separated
+/// list of case-insensitive codings, each maybe with parameters). gRPC clients always send
+/// `te: trailers`.
+pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let name = coding.split(';').next().unwrap_or_default();
+            name.trim().eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// The fields of `headers` for an envelope's head, in order: hop-by-hop fields and those
@@ -291,6 +309,27 @@ mod tests {
         ]);
         let env = build_envelope(ALICE, &target(), &Method::GET, &h, http_intent(), &ids());
         assert_eq!(names(&env), ["x-end-to-end", "authorization"]);
+        // `te: trailers` is not copied, but said in the envelope's own field.
+        assert!(env.te_trailers);
+    }
+
+    #[test]
+    fn te_trailers_follows_the_agents_te_field() {
+        for (te, yes) in [
+            (None, false),
+            (Some("trailers"), true),
+            (Some("gzip, Trailers;q=0.9"), true),
+            (Some("gzip"), false),
+            (Some("trailers-not"), false),
+        ] {
+            let h = match te {
+                Some(v) => headers(&[("te", v)]),
+                None => headers(&[]),
+            };
+            let env = build_envelope(ALICE, &target(), &Method::POST, &h, http_intent(), &ids());
+            assert_eq!(env.te_trailers, yes, "{te:?}");
+            env.to_bytes(&Limits::default()).unwrap();
+        }
     }
 
     #[test]

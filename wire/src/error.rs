@@ -23,6 +23,22 @@ impl fmt::Display for FieldId {
     }
 }
 
+/// A payload frame type together with its name, for error messages: `payload frame 0x00
+/// (DATA)` (SPEC.md §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameId {
+    /// The frame's type number.
+    pub ty: u64,
+    /// The frame type's name in SPEC.md, or `"unknown"`.
+    pub name: &'static str,
+}
+
+impl fmt::Display for FrameId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "payload frame {:#04x} ({})", self.ty, self.name)
+    }
+}
+
 /// Why an envelope was rejected. Shared by decoding and encoding (an encoder refuses exactly
 /// what a decoder with the same [`Limits`](crate::Limits) would reject).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,6 +195,29 @@ pub enum Malformed {
         /// The status received.
         status: u64,
     },
+    /// A framed payload's frame declares more bytes than its limit (SPEC.md §6.3:
+    /// `max_payload_frame` for DATA and unknown frames, `max_header_block` for TRAILERS).
+    #[error("{frame} declares {len} bytes, over the {limit}-byte limit")]
+    PayloadFrameTooLarge {
+        /// The offending frame's type.
+        frame: FrameId,
+        /// Declared (or, when encoding, actual) frame length.
+        len: u64,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// Bytes follow the TRAILERS frame, which must be the last frame of a framed payload.
+    #[error("bytes follow the TRAILERS frame, which must end the payload")]
+    FrameAfterTrailers,
+    /// The payload ended (FIN) inside a frame: the response was cut off.
+    #[error("the framed payload ended inside {inside}: the response is truncated")]
+    TruncatedPayload {
+        /// Where it ended: "a frame header", "a DATA frame", ...
+        inside: &'static str,
+    },
+    /// The field block of a TRAILERS frame breaks a rule of SPEC.md §5.1 or §5.8.
+    #[error("TRAILERS frame: {0}")]
+    InvalidTrailers(Box<Malformed>),
     /// A value too large for a varint (encoding only; e.g. `Outcome::Unknown(u64::MAX)`).
     #[error("{field} holds {value}, which does not fit a varint (max 2^62-1)")]
     VarintOutOfRange {
@@ -216,6 +255,10 @@ impl Malformed {
             Malformed::UnknownStaticIndex { .. } => "unknown_static_index",
             Malformed::InvalidStatus { .. } => "invalid_status",
             Malformed::VarintOutOfRange { .. } => "varint_out_of_range",
+            Malformed::PayloadFrameTooLarge { .. } => "payload_frame_too_large",
+            Malformed::FrameAfterTrailers => "frame_after_trailers",
+            Malformed::TruncatedPayload { .. } => "truncated_payload",
+            Malformed::InvalidTrailers(_) => "invalid_trailers",
         }
     }
 }

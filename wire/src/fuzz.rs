@@ -1,18 +1,21 @@
-//! The fuzzing oracle: one entry point that runs every decoder on arbitrary bytes and checks
+//! The fuzzing oracles: entry points that run the decoders on arbitrary bytes and check
 //! they agree with each other and with the encoders.
 //!
-//! `fuzz/fuzz_targets/decode_envelope.rs` calls [`decode_any`], and `wire/tests/fuzz_entry.rs`
-//! runs it over every test vector and every prefix of one, so the target cannot rot. It
-//! panics (by design) when an invariant breaks; it must never panic otherwise.
+//! `fuzz/fuzz_targets/decode_envelope.rs` calls [`decode_any`] and
+//! `fuzz/fuzz_targets/decode_payload.rs` calls [`decode_payload`]; `wire/tests/fuzz_entry.rs`
+//! runs both over every test vector and every prefix of one, so the targets cannot rot. They
+//! panic (by design) when an invariant breaks; they must never panic otherwise.
 
 // Panicking is this module's job: a broken invariant must crash the fuzzer.
 #![allow(clippy::panic)]
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError, Malformed};
 use crate::frame::{Preface, envelope_len, peek_preface};
+use crate::http::Header;
 use crate::limits::Limits;
+use crate::payload::{DataFrames, PayloadDecoder, PayloadFrame, encode_trailers};
 use crate::request::RequestEnvelope;
 use crate::response::ResponseEnvelope;
 
@@ -182,6 +185,170 @@ fn round_trip<E: Envelope>(envelope: &E, len: usize, data: &[u8], limits: &Limit
     }
 }
 
+/// What [`decode_payload`] found in its input, read as a whole framed payload (SPEC.md
+/// §6.3) that ends where the input ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadVerdict {
+    /// A complete payload: this many body bytes, with or without trailers.
+    Complete {
+        /// Body bytes, all DATA frames together.
+        body_len: usize,
+        /// Whether it ended with a TRAILERS frame.
+        trailers: bool,
+    },
+    /// A prefix of a possible payload, ending inside a frame: truncated if the stream ended
+    /// here.
+    Truncated,
+    /// Not a framed payload, whatever follows.
+    Malformed,
+}
+
+/// The complete result of decoding one payload: body, trailers, and how it ended.
+#[derive(Debug, PartialEq, Eq)]
+struct Decoded {
+    body: Vec<u8>,
+    trailers: Option<Vec<Header>>,
+    end: Result<(), Malformed>,
+}
+
+/// Decodes `data` pushed in pieces that end at `cuts` (ascending offsets), then finishes.
+fn decode_in_pieces(data: &[u8], cuts: &[usize], limits: &Limits) -> Decoded {
+    let mut decoder = PayloadDecoder::new(limits);
+    let mut body = Vec::new();
+    let mut trailers = None;
+    let mut start = 0;
+    for &cut in cuts.iter().chain(&[data.len()]) {
+        let cut = cut.clamp(start, data.len());
+        decoder.push(Bytes::copy_from_slice(
+            data.get(start..cut).unwrap_or_default(),
+        ));
+        start = cut;
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(PayloadFrame::Data(bytes))) => {
+                    assert!(!bytes.is_empty(), "empty DATA piece");
+                    assert!(trailers.is_none(), "DATA after the trailers");
+                    body.extend_from_slice(&bytes);
+                }
+                Ok(Some(PayloadFrame::Trailers(t))) => {
+                    assert!(trailers.is_none(), "two trailer sections");
+                    assert!(decoder.has_trailers());
+                    trailers = Some(t);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Failed for good: the same error again, whatever else arrives.
+                    decoder.push(Bytes::from_static(b"\x00\x00"));
+                    assert_eq!(decoder.next_frame(), Err(e.clone()));
+                    assert_eq!(decoder.finish(), Err(e.clone()));
+                    return Decoded {
+                        body,
+                        trailers,
+                        end: Err(e),
+                    };
+                }
+            }
+        }
+    }
+    Decoded {
+        body,
+        trailers,
+        end: decoder.finish(),
+    }
+}
+
+/// Decodes `data` as a framed payload with default limits, pushed whole, byte by byte
+/// (for short inputs) and in pieces cut where the input says, and checks: every way of
+/// splitting the input gives the same body, trailers and verdict; a complete payload
+/// re-encodes (DATA frames and a TRAILERS frame), decodes back to the same body and
+/// trailers, and every strict prefix of the re-encoding decodes without an error, ending
+/// cleanly exactly at frame boundaries.
+///
+/// # Panics
+/// When one of those invariants breaks — that is a bug to report.
+pub fn decode_payload(data: &[u8]) -> PayloadVerdict {
+    let limits = Limits::default();
+    let whole = decode_in_pieces(data, &[], &limits);
+    // Cut points chosen by the input itself, so the fuzzer explores them.
+    let mut cuts: Vec<usize> = data
+        .iter()
+        .take(8)
+        .scan(0usize, |at, &b| {
+            *at = at.saturating_add(usize::from(b));
+            Some(at.checked_rem(data.len()).unwrap_or(0))
+        })
+        .collect();
+    cuts.sort_unstable();
+    let split = decode_in_pieces(data, &cuts, &limits);
+    assert_eq!(split, whole, "splitting the input changed the result");
+    if data.len() <= 512 {
+        let every: Vec<usize> = (1..data.len()).collect();
+        let bytewise = decode_in_pieces(data, &every, &limits);
+        assert_eq!(bytewise, whole, "byte-by-byte decoding changed the result");
+    }
+    match &whole.end {
+        Ok(()) => {
+            round_trip_payload(&whole, &limits);
+            PayloadVerdict::Complete {
+                body_len: whole.body.len(),
+                trailers: whole.trailers.is_some(),
+            }
+        }
+        Err(Malformed::TruncatedPayload { .. }) => PayloadVerdict::Truncated,
+        Err(_) => PayloadVerdict::Malformed,
+    }
+}
+
+/// Re-encodes a decoded payload canonically and checks it decodes to the same thing, and
+/// that its strict prefixes are truncated, never malformed.
+fn round_trip_payload(decoded: &Decoded, limits: &Limits) {
+    let mut bytes = BytesMut::new();
+    let mut boundaries = vec![0];
+    let frames = match DataFrames::new(Bytes::copy_from_slice(&decoded.body), limits) {
+        Ok(frames) => frames,
+        Err(e) => panic!("a decoded body does not re-encode: {e}"),
+    };
+    for (header, data) in frames {
+        bytes.extend_from_slice(header.as_slice());
+        bytes.extend_from_slice(&data);
+        boundaries.push(bytes.len());
+    }
+    if let Some(trailers) = &decoded.trailers {
+        if let Err(e) = encode_trailers(&mut bytes, trailers, limits) {
+            panic!("decoded trailers do not re-encode: {e}\n{trailers:?}");
+        }
+        boundaries.push(bytes.len());
+    }
+    let again = decode_in_pieces(&bytes, &[], limits);
+    assert_eq!(&again, decoded, "decode(encode(x)) != x");
+    // Strict prefixes (a few, to keep the oracle linear): never malformed, and complete
+    // exactly at frame boundaries.
+    let len = bytes.len();
+    for cut in [
+        1,
+        2,
+        3,
+        len / 2,
+        len.saturating_sub(2),
+        len.saturating_sub(1),
+    ] {
+        let Some(prefix) = bytes.get(..cut).filter(|_| cut < len) else {
+            continue;
+        };
+        let r = decode_in_pieces(prefix, &[], limits);
+        match r.end {
+            Ok(()) => assert!(boundaries.contains(&cut), "prefix {cut} of {len} complete"),
+            Err(Malformed::TruncatedPayload { .. }) => {
+                assert!(
+                    !boundaries.contains(&cut),
+                    "prefix {cut} of {len} truncated"
+                );
+            }
+            Err(e) => panic!("prefix {cut} of {len} of a valid payload: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +371,47 @@ mod tests {
             decode_any(&[0xa1, 0x4d, 0x58, 0x01, 0x03, 0x00]),
             Verdict::Malformed
         );
+    }
+
+    #[test]
+    fn classifies_simple_payloads() {
+        assert_eq!(
+            decode_payload(&[]),
+            PayloadVerdict::Complete {
+                body_len: 0,
+                trailers: false
+            }
+        );
+        assert_eq!(
+            decode_payload(b"\x00\x02hi\x01\x00"),
+            PayloadVerdict::Complete {
+                body_len: 2,
+                trailers: true
+            }
+        );
+        assert_eq!(decode_payload(b"\x00\x05hi"), PayloadVerdict::Truncated);
+        assert_eq!(decode_payload(b"\x01\x00\x00"), PayloadVerdict::Malformed);
+    }
+
+    #[test]
+    fn payload_oracle_survives_a_deterministic_byte_soup() {
+        let mut x: u32 = 0x9e37_79b9;
+        for len in 0..300 {
+            let mut data = Vec::with_capacity(len);
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Mostly small values: frame types 0 and 1, short lengths, header bytes.
+                data.push(match x % 5 {
+                    0 => 0x00,
+                    1 => 0x01,
+                    2 => 0x13,
+                    _ => (x >> 8) as u8 % 24,
+                });
+            }
+            let _ = decode_payload(&data);
+        }
     }
 
     #[test]

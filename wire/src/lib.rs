@@ -36,6 +36,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A response envelope with `framed_payload` set (only in answer to a request with
+//! `te_trailers`) is followed by payload frames instead of raw body bytes, so that HTTP
+//! trailers can follow the body: see [`PayloadDecoder`] and SPEC.md §6.3.
+//!
 //! Decoders never panic and never allocate on the strength of a declared length before
 //! checking it against [`Limits`] and the bytes present; encoders refuse to produce what a
 //! decoder with the same limits would reject.
@@ -61,6 +65,7 @@ pub mod fuzz;
 mod http;
 mod intent;
 mod limits;
+mod payload;
 mod request;
 mod response;
 pub mod table;
@@ -68,7 +73,7 @@ mod text;
 mod trace;
 pub mod varint;
 
-pub use error::{DecodeError, EncodeError, FieldId, Malformed};
+pub use error::{DecodeError, EncodeError, FieldId, FrameId, Malformed};
 pub use frame::{
     EnvelopeKind, MAGIC, MAX_PREFACE_LEN, MIN_PREFACE_LEN, Preface, RequestKind, VERSION,
     envelope_len, peek_preface,
@@ -76,6 +81,10 @@ pub use frame::{
 pub use http::{Header, HttpRequestHead, HttpResponseHead};
 pub use intent::{Intent, IntentFlags, Protocol, UnknownProtocolName};
 pub use limits::Limits;
+pub use payload::{
+    DataFrames, FrameHeader, MAX_FRAME_HEADER_LEN, PayloadDecoder, PayloadFrame, encode_trailers,
+    frame_type, trailers_frame,
+};
 pub use request::{MAX_REQUEST_ID_LEN, RequestEnvelope, RequestId};
 pub use response::{Outcome, ResponseEnvelope};
 pub use text::MAX_SPIFFE_ID_LEN;
@@ -96,6 +105,9 @@ pub mod field_type {
     pub const TRACESTATE: u64 = 0x05;
     /// Request: request id (1 to 64 bytes).
     pub const REQUEST_ID: u64 = 0x06;
+    /// Request: empty; the requester accepts a framed response payload with trailers
+    /// (SPEC.md §5.9). HTTP requests only.
+    pub const TE_TRAILERS: u64 = 0x07;
     /// Request: HTTP method, authority and path. Required in HTTP requests.
     pub const HTTP_REQUEST_LINE: u64 = 0x10;
     /// Response: outcome code (varint). Required.
@@ -104,6 +116,8 @@ pub mod field_type {
     pub const REASON: u64 = 0x02;
     /// Response: HTTP status (varint, 100..=599).
     pub const HTTP_STATUS: u64 = 0x10;
+    /// Response: empty; the payload that follows is framed (SPEC.md §6.3).
+    pub const FRAMED_PAYLOAD: u64 = 0x14;
     /// Both: one HTTP header (repeatable, in order).
     pub const HTTP_HEADER: u64 = crate::field::HTTP_HEADER;
 }
@@ -122,6 +136,7 @@ mod tests {
             (ty::TRACEPARENT, "traceparent"),
             (ty::TRACESTATE, "tracestate"),
             (ty::REQUEST_ID, "request-id"),
+            (ty::TE_TRAILERS, "te-trailers"),
             (ty::HTTP_REQUEST_LINE, "http-request-line"),
             (ty::HTTP_HEADER, "http-header"),
         ] {
@@ -132,6 +147,7 @@ mod tests {
             (ty::REASON, "reason"),
             (ty::HTTP_STATUS, "http-status"),
             (ty::HTTP_HEADER, "http-header"),
+            (ty::FRAMED_PAYLOAD, "framed-payload"),
         ] {
             assert_eq!(response::names(t), name);
         }

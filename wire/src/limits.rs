@@ -4,6 +4,7 @@
 //! present) before anything is allocated, so a hostile peer can cost us at most
 //! `max_header_block` bytes of buffering per stream. Encoders apply the same limits, so a
 //! conforming sender never produces an envelope the receiver would reject (SPEC.md §8).
+//! Framed response payloads (SPEC.md §6.3) are bounded the same way, frame by frame.
 
 /// Limits enforced by both the decoders and the encoders.
 ///
@@ -21,6 +22,9 @@ pub struct Limits {
     pub max_field_value: usize,
     /// Most HTTP header fields (type 0x13) in one header block. Default 128.
     pub max_http_headers: usize,
+    /// Largest DATA (or unknown) frame of a framed payload, in bytes (SPEC.md §6.3). A
+    /// TRAILERS frame is bounded by `max_header_block` instead. Default 1 MiB.
+    pub max_payload_frame: usize,
 }
 
 impl Limits {
@@ -30,6 +34,7 @@ impl Limits {
         max_fields: 64,
         max_field_value: 8 * 1024,
         max_http_headers: 128,
+        max_payload_frame: 1024 * 1024,
     };
 }
 
@@ -50,6 +55,7 @@ mod tests {
         assert_eq!(l.max_fields, 64);
         assert_eq!(l.max_field_value, 8_192);
         assert_eq!(l.max_http_headers, 128);
+        assert_eq!(l.max_payload_frame, 1_048_576);
         // A field can never be larger than the block that holds it.
         assert!(l.max_field_value < l.max_header_block);
     }

@@ -10,7 +10,7 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::error::{DecodeError, EncodeError, Malformed};
-use crate::field::{self, BlockWriter, FieldIter, UNKNOWN, utf8};
+use crate::field::{self, BlockWriter, FieldIter, UNKNOWN, ValueReader, utf8};
 use crate::field_type as ty;
 use crate::frame::{self, EnvelopeKind, RequestKind};
 use crate::http::{self, HttpRequestHead};
@@ -77,6 +77,10 @@ pub struct RequestEnvelope {
     pub trace: Option<TraceContext>,
     /// Request id, for logs and correlation.
     pub request_id: Option<RequestId>,
+    /// The requester accepts a framed response payload that may end with trailers
+    /// (`te-trailers`, SPEC.md §5.9 and §6.3), as `TE: trailers` says in HTTP (RFC 9110
+    /// §10.1.4). HTTP requests only.
+    pub te_trailers: bool,
     /// The HTTP request head: present exactly when `kind` is [`RequestKind::Http`].
     pub http: Option<HttpRequestHead>,
 }
@@ -90,6 +94,7 @@ pub(crate) fn names(t: u64) -> &'static str {
         ty::TRACEPARENT => "traceparent",
         ty::TRACESTATE => "tracestate",
         ty::REQUEST_ID => "request-id",
+        ty::TE_TRAILERS => "te-trailers",
         ty::HTTP_REQUEST_LINE => "http-request-line",
         ty::HTTP_HEADER => "http-header",
         _ => UNKNOWN,
@@ -113,6 +118,7 @@ impl RequestEnvelope {
             destination: destination.into(),
             trace: None,
             request_id: None,
+            te_trailers: false,
             http: Some(head),
         }
     }
@@ -126,6 +132,7 @@ impl RequestEnvelope {
             destination: destination.into(),
             trace: None,
             request_id: None,
+            te_trailers: false,
             http: None,
         }
     }
@@ -190,6 +197,12 @@ impl RequestEnvelope {
                 trace::check_tracestate(id(ty::TRACESTATE), ts.as_bytes())?;
             }
         }
+        if self.te_trailers && self.kind == RequestKind::Stream {
+            return Err(Malformed::NotAllowed {
+                field: id(ty::TE_TRAILERS),
+                context: IN_STREAM,
+            });
+        }
         match (self.kind, &self.http) {
             (RequestKind::Http, None) => Err(Malformed::MissingField {
                 field: id(ty::HTTP_REQUEST_LINE),
@@ -229,6 +242,9 @@ impl RequestEnvelope {
         if let Some(rid) = &self.request_id {
             w.field(ty::REQUEST_ID, |s| s.put_slice(rid.as_bytes()))?;
         }
+        if self.te_trailers {
+            w.field(ty::TE_TRAILERS, |_| {})?;
+        }
         if let Some(head) = &self.http {
             w.field(ty::HTTP_REQUEST_LINE, |s| http::write_request_line(s, head))?;
             for h in &head.headers {
@@ -261,11 +277,15 @@ fn parse(kind: EnvelopeKind, block: &[u8], limits: &Limits) -> Result<RequestEnv
                 why: HTTP_NEEDS_HEAD,
             });
         }
-        RequestKind::Stream if scan.has(ty::HTTP_REQUEST_LINE) || scan.headers > 0 => {
+        RequestKind::Stream
+            if scan.has(ty::HTTP_REQUEST_LINE) || scan.headers > 0 || scan.has(ty::TE_TRAILERS) =>
+        {
             let t = if scan.headers > 0 {
                 ty::HTTP_HEADER
-            } else {
+            } else if scan.has(ty::HTTP_REQUEST_LINE) {
                 ty::HTTP_REQUEST_LINE
+            } else {
+                ty::TE_TRAILERS
             };
             return Err(Malformed::NotAllowed {
                 field: id(t),
@@ -322,6 +342,11 @@ fn parse(kind: EnvelopeKind, block: &[u8], limits: &Limits) -> Result<RequestEnv
                     },
                 )?;
                 env.request_id = Some(rid);
+            }
+            // An empty value: nothing may follow (SPEC.md §5.9).
+            ty::TE_TRAILERS => {
+                ValueReader::new(fid, f.value).finish()?;
+                env.te_trailers = true;
             }
             ty::HTTP_REQUEST_LINE => head = Some(http::read_request_line(fid, f.value)?),
             ty::HTTP_HEADER => headers.push(http::read_header(fid, f.value, |v| {
@@ -684,6 +709,56 @@ mod tests {
             })
         );
         assert!(small.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn te_trailers_is_an_empty_http_only_flag() {
+        let mut env = RequestEnvelope::http("grpc", HttpRequestHead::new("POST", "", "/a.B/C"));
+        let plain = enc(&env);
+        env.te_trailers = true;
+        let bytes = enc(&env);
+        // Two bytes: type 0x07, length 0, between request-id and the request line.
+        assert_eq!(bytes.len(), plain.len() + 2);
+        let block = &bytes[6..];
+        assert_eq!(&block[..2], &[0x03, 0x04]);
+        assert_eq!(&block[6..8], &[0x07, 0x00]);
+        assert_eq!(RequestEnvelope::decode_slice(&bytes, &L).unwrap().0, env);
+        assert!(
+            !RequestEnvelope::decode_slice(&plain, &L)
+                .unwrap()
+                .0
+                .te_trailers
+        );
+
+        // A value is trailing bytes; twice is a duplicate; a raw stream may not carry it.
+        let line: &[u8] = b"\x03\x00/";
+        assert_eq!(
+            malformed(&raw(0x01, &[(0x03, b"a"), (0x07, b"x"), (0x10, line)])),
+            Malformed::TrailingBytes {
+                field: id(ty::TE_TRAILERS),
+                extra: 1
+            }
+        );
+        assert_eq!(
+            malformed(&raw(
+                0x01,
+                &[(0x03, b"a"), (0x07, b""), (0x07, b""), (0x10, line)]
+            )),
+            Malformed::DuplicateField {
+                field: id(ty::TE_TRAILERS)
+            }
+        );
+        let not_allowed = Malformed::NotAllowed {
+            field: id(ty::TE_TRAILERS),
+            context: IN_STREAM,
+        };
+        assert_eq!(
+            malformed(&raw(0x02, &[(0x03, b"db"), (0x07, b"")])),
+            not_allowed
+        );
+        let mut stream = RequestEnvelope::stream("db");
+        stream.te_trailers = true;
+        assert_eq!(stream.to_bytes(&L), Err(EncodeError::Invalid(not_allowed)));
     }
 
     #[test]

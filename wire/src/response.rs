@@ -166,6 +166,10 @@ pub struct ResponseEnvelope {
     pub reason: String,
     /// The HTTP response head, for HTTP requests.
     pub http: Option<HttpResponseHead>,
+    /// The payload that follows is a sequence of payload frames that may end with trailers
+    /// (`framed-payload`, SPEC.md §6.3), not raw body bytes. Only in answer to a request
+    /// that carried `te-trailers`.
+    pub framed_payload: bool,
 }
 
 /// Names of the response field types (SPEC.md §6.1).
@@ -175,6 +179,7 @@ pub(crate) fn names(t: u64) -> &'static str {
         ty::REASON => "reason",
         ty::HTTP_STATUS => "http-status",
         ty::HTTP_HEADER => "http-header",
+        ty::FRAMED_PAYLOAD => "framed-payload",
         _ => UNKNOWN,
     }
 }
@@ -190,6 +195,7 @@ impl ResponseEnvelope {
             outcome,
             reason: reason.into(),
             http: None,
+            framed_payload: false,
         }
     }
 
@@ -200,6 +206,7 @@ impl ResponseEnvelope {
             outcome: Outcome::Forwarded,
             reason: String::new(),
             http: Some(head),
+            framed_payload: false,
         }
     }
 
@@ -278,6 +285,10 @@ impl ResponseEnvelope {
                 w.field(ty::HTTP_HEADER, |s| http::write_header(s, h))?;
             }
         }
+        // Ascending type order: after the headers (SPEC.md §5.1).
+        if self.framed_payload {
+            w.field(ty::FRAMED_PAYLOAD, |_| {})?;
+        }
         Ok(())
     }
 }
@@ -325,6 +336,11 @@ fn parse(kind: EnvelopeKind, block: &[u8], limits: &Limits) -> Result<ResponseEn
             }
             ty::REASON => env.reason = utf8(fid, f.value)?.to_owned(),
             ty::HTTP_STATUS => status = Some(http::read_status(fid, f.value)?),
+            // An empty value: nothing may follow (SPEC.md §6.1).
+            ty::FRAMED_PAYLOAD => {
+                ValueReader::new(fid, f.value).finish()?;
+                env.framed_payload = true;
+            }
             ty::HTTP_HEADER => headers.push(http::read_header(fid, f.value, |v| {
                 field::sub_bytes(&shared, v)
             })?),
@@ -472,6 +488,34 @@ mod tests {
             Malformed::WrongKind {
                 expected: "response",
                 found: "request"
+            }
+        );
+    }
+
+    #[test]
+    fn framed_payload_is_an_empty_flag_written_last() {
+        let mut env = ResponseEnvelope::forwarded(
+            HttpResponseHead::new(200).with_header("content-type", "application/grpc"),
+        );
+        env.framed_payload = true;
+        let bytes = env.to_bytes(&L).unwrap();
+        assert_eq!(&bytes[bytes.len() - 2..], &[0x14, 0x00]);
+        assert_eq!(ResponseEnvelope::decode_slice(&bytes, &L).unwrap().0, env);
+        // Any position is accepted.
+        let first = raw(&[0x14, 0x00, 0x01, 0x01, 0x00]);
+        let decoded = ResponseEnvelope::decode_slice(&first, &L).unwrap().0;
+        assert!(decoded.framed_payload);
+        assert_eq!(
+            malformed(&raw(&[0x01, 0x01, 0x00, 0x14, 0x01, 0x00])),
+            Malformed::TrailingBytes {
+                field: id(ty::FRAMED_PAYLOAD),
+                extra: 1
+            }
+        );
+        assert_eq!(
+            malformed(&raw(&[0x01, 0x01, 0x00, 0x14, 0x00, 0x14, 0x00])),
+            Malformed::DuplicateField {
+                field: id(ty::FRAMED_PAYLOAD)
             }
         );
     }

@@ -1,14 +1,18 @@
 //! Property tests: round trips over arbitrary envelopes, framing agreement, payload
 //! preservation, incompleteness of every prefix, encoder/decoder agreement on limits, and
-//! no panics on arbitrary or mutated input.
+//! no panics on arbitrary or mutated input. The same for framed payloads (SPEC.md §6.3):
+//! arbitrary frame sequences split at arbitrary points decode to what was encoded, every
+//! truncation is incomplete and never malformed, and arbitrary bytes never panic.
 #![allow(clippy::unwrap_used)] // test code: clippy.toml allows unwrap in tests
 
+use aimux_wire::fuzz::{PayloadVerdict, decode_any, decode_payload};
 use aimux_wire::{
-    DecodeError, Header, HttpRequestHead, HttpResponseHead, Intent, IntentFlags, Limits, Outcome,
-    Protocol, RequestEnvelope, RequestId, RequestKind, ResponseEnvelope, TraceContext,
-    envelope_len, fuzz::decode_any, table, varint,
+    DataFrames, DecodeError, FrameHeader, Header, HttpRequestHead, HttpResponseHead, Intent,
+    IntentFlags, Limits, Malformed, Outcome, PayloadDecoder, PayloadFrame, Protocol,
+    RequestEnvelope, RequestId, RequestKind, ResponseEnvelope, TraceContext, encode_trailers,
+    envelope_len, table, varint,
 };
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -112,9 +116,10 @@ fn request() -> impl Strategy<Value = RequestEnvelope> {
         prop::option::of(trace()),
         prop::option::of(prop::collection::vec(any::<u8>(), 1..=64)),
         prop::option::of(request_head()),
+        any::<bool>(),
     )
         .prop_map(
-            |(identity, intent, destination, trace, rid, http)| RequestEnvelope {
+            |(identity, intent, destination, trace, rid, http, te)| RequestEnvelope {
                 kind: if http.is_some() {
                     RequestKind::Http
                 } else {
@@ -125,6 +130,8 @@ fn request() -> impl Strategy<Value = RequestEnvelope> {
                 destination,
                 trace,
                 request_id: rid.and_then(RequestId::new),
+                // HTTP requests only (SPEC.md §5.9).
+                te_trailers: te && http.is_some(),
                 http,
             },
         )
@@ -137,24 +144,106 @@ fn response() -> impl Strategy<Value = ResponseEnvelope> {
     ];
     let head = (100u16..=599, prop::collection::vec(header(), 0..12))
         .prop_map(|(status, headers)| HttpResponseHead { status, headers });
-    (outcome, ".{0,60}", prop::option::of(head)).prop_map(|(outcome, reason, http)| {
-        ResponseEnvelope {
+    (outcome, ".{0,60}", prop::option::of(head), any::<bool>()).prop_map(
+        |(outcome, reason, http, framed_payload)| ResponseEnvelope {
             outcome,
             reason,
             http,
-        }
-    })
+            framed_payload,
+        },
+    )
 }
 
 fn small_limits() -> impl Strategy<Value = Limits> {
-    (0usize..400, 0usize..12, 0usize..80, 0usize..12).prop_map(|(block, fields, value, headers)| {
-        let mut l = Limits::default();
-        l.max_header_block = block;
-        l.max_fields = fields;
-        l.max_field_value = value;
-        l.max_http_headers = headers;
-        l
-    })
+    (0usize..400, 0usize..12, 0usize..80, 0usize..12, 0usize..64).prop_map(
+        |(block, fields, value, headers, frame)| {
+            let mut l = Limits::default();
+            l.max_header_block = block;
+            l.max_fields = fields;
+            l.max_field_value = value;
+            l.max_http_headers = headers;
+            l.max_payload_frame = frame;
+            l
+        },
+    )
+}
+
+/// One frame of a framed payload, as a sender would write it.
+#[derive(Debug, Clone)]
+enum Frame {
+    Data(Vec<u8>),
+    /// An unknown frame type (skipped by receivers) with its bytes.
+    Unknown(u64, Vec<u8>),
+}
+
+fn frames() -> impl Strategy<Value = (Vec<Frame>, Option<Vec<Header>>)> {
+    let frame = prop_oneof![
+        4 => prop::collection::vec(any::<u8>(), 0..300).prop_map(Frame::Data),
+        1 => (2..=varint::MAX, prop::collection::vec(any::<u8>(), 0..20))
+            .prop_map(|(t, b)| Frame::Unknown(t, b)),
+    ];
+    (
+        prop::collection::vec(frame, 0..8),
+        prop::option::of(prop::collection::vec(header(), 0..10)),
+    )
+}
+
+/// Encodes a frame sequence; returns the bytes, the offsets where frames end, and the body.
+fn encode_frames(frames: &[Frame], trailers: Option<&[Header]>) -> (Vec<u8>, Vec<usize>, Vec<u8>) {
+    let mut out = Vec::new();
+    let mut ends = vec![0];
+    let mut body = Vec::new();
+    for f in frames {
+        match f {
+            Frame::Data(data) => {
+                out.extend_from_slice(FrameHeader::data(data.len(), &L).unwrap().as_slice());
+                out.extend_from_slice(data);
+                body.extend_from_slice(data);
+            }
+            Frame::Unknown(t, bytes) => {
+                varint::encode(&mut out, *t).unwrap();
+                varint::encode(&mut out, bytes.len() as u64).unwrap();
+                out.extend_from_slice(bytes);
+            }
+        }
+        ends.push(out.len());
+    }
+    if let Some(t) = trailers {
+        encode_trailers(&mut out, t, &L).unwrap();
+        ends.push(out.len());
+    }
+    (out, ends, body)
+}
+
+/// Pushes `bytes` in pieces ending at `cuts` and decodes: (body, trailers, error).
+fn decode_split(
+    bytes: &[u8],
+    cuts: &[usize],
+    limits: &Limits,
+) -> (
+    Vec<u8>,
+    Option<Vec<Header>>,
+    Option<Malformed>,
+    PayloadDecoder,
+) {
+    let mut d = PayloadDecoder::new(limits);
+    let mut body = Vec::new();
+    let mut trailers = None;
+    let mut start = 0;
+    for &cut in cuts.iter().chain(&[bytes.len()]) {
+        let cut = cut.clamp(start, bytes.len());
+        d.push(Bytes::copy_from_slice(&bytes[start..cut]));
+        start = cut;
+        loop {
+            match d.next_frame() {
+                Ok(Some(PayloadFrame::Data(b))) => body.extend_from_slice(&b),
+                Ok(Some(PayloadFrame::Trailers(t))) => trailers = Some(t),
+                Ok(None) => break,
+                Err(e) => return (body, trailers, Some(e), d),
+            }
+        }
+    }
+    (body, trailers, None, d)
 }
 
 proptest! {
@@ -240,5 +329,105 @@ proptest! {
             }
             decode_any(&m);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn framed_payloads_round_trip_however_they_are_split(
+        (frames, trailers) in frames(),
+        cuts in prop::collection::vec(any::<Index>(), 0..12),
+    ) {
+        let (bytes, _, body) = encode_frames(&frames, trailers.as_deref());
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        cuts.sort_unstable();
+        let (got, got_trailers, err, d) = decode_split(&bytes, &cuts, &L);
+        prop_assert_eq!(err, None);
+        prop_assert_eq!(got, body);
+        prop_assert_eq!(got_trailers, trailers);
+        prop_assert_eq!(d.finish(), Ok(()));
+        let complete = matches!(decode_payload(&bytes), PayloadVerdict::Complete { .. });
+        prop_assert!(complete);
+    }
+
+    #[test]
+    fn every_truncation_of_a_framed_payload_is_incomplete_never_malformed(
+        (frames, trailers) in frames(),
+    ) {
+        let (bytes, ends, body) = encode_frames(&frames, trailers.as_deref());
+        for cut in 0..bytes.len() {
+            let (got, _, err, d) = decode_split(&bytes[..cut], &[], &L);
+            prop_assert_eq!(err, None, "cut {}", cut);
+            prop_assert!(body.starts_with(&got), "cut {}: body is not a prefix", cut);
+            let end = d.finish();
+            if ends.contains(&cut) {
+                prop_assert_eq!(end, Ok(()), "cut {} is a frame boundary", cut);
+            } else {
+                prop_assert!(
+                    matches!(end, Err(Malformed::TruncatedPayload { .. })),
+                    "cut {}: {:?}", cut, end
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn data_frames_split_and_rejoin_any_chunk(
+        data in prop::collection::vec(any::<u8>(), 0..2000),
+        max in 1usize..700,
+    ) {
+        let mut limits = L;
+        limits.max_payload_frame = max;
+        let mut bytes = Vec::new();
+        for (header, piece) in DataFrames::new(Bytes::from(data.clone()), &limits).unwrap() {
+            prop_assert!(!piece.is_empty() && piece.len() <= max);
+            bytes.extend_from_slice(header.as_slice());
+            bytes.extend_from_slice(&piece);
+        }
+        let (got, trailers, err, d) = decode_split(&bytes, &[], &limits);
+        prop_assert_eq!((got, trailers, err), (data, None, None));
+        prop_assert_eq!(d.finish(), Ok(()));
+    }
+
+    #[test]
+    fn payload_encoder_and_decoder_agree_on_limits(
+        trailers in prop::collection::vec(header(), 0..10),
+        data_len in 0usize..100,
+        limits in small_limits(),
+    ) {
+        // TRAILERS: the encoder refuses exactly what the decoder rejects.
+        let mut bytes = Vec::new();
+        encode_trailers(&mut bytes, &trailers, &L).unwrap();
+        let encodes = encode_trailers(&mut Vec::new(), &trailers, &limits).is_ok();
+        let (_, _, err, _) = decode_split(&bytes, &[], &limits);
+        prop_assert_eq!(encodes, err.is_none(), "{:?}", err);
+        // DATA: a frame header is refused exactly when the decoder would reject it.
+        let header = FrameHeader::data(data_len, &L).unwrap();
+        let mut frame = header.as_slice().to_vec();
+        frame.resize(frame.len() + data_len, b'x');
+        let (_, _, err, _) = decode_split(&frame, &[], &limits);
+        prop_assert_eq!(FrameHeader::data(data_len, &limits).is_ok(), err.is_none());
+    }
+
+    #[test]
+    fn arbitrary_payload_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..400)) {
+        decode_payload(&data);
+    }
+
+    #[test]
+    fn mutated_payloads_never_panic(
+        (frames, trailers) in frames(),
+        edits in prop::collection::vec((any::<Index>(), any::<u8>()), 1..4),
+    ) {
+        let (mut bytes, _, _) = encode_frames(&frames, trailers.as_deref());
+        if !bytes.is_empty() {
+            for (i, b) in &edits {
+                let i = i.index(bytes.len());
+                bytes[i] = *b;
+            }
+        }
+        decode_payload(&bytes);
     }
 }

@@ -6,7 +6,8 @@
 mod common;
 
 use aimux_wire::{
-    FieldId, Limits, Malformed, Outcome, Protocol, field_type as ty, peek_preface, table,
+    FieldId, FrameId, Limits, Malformed, Outcome, Protocol, field_type as ty, frame_type,
+    peek_preface, table,
 };
 
 fn spec() -> String {
@@ -90,13 +91,21 @@ fn tables_in_the_spec_match_the_code() {
         (ty::TRACEPARENT, "traceparent"),
         (ty::TRACESTATE, "tracestate"),
         (ty::REQUEST_ID, "request-id"),
+        (ty::TE_TRAILERS, "te-trailers"),
         (ty::HTTP_REQUEST_LINE, "http-request-line"),
         (ty::HTTP_HEADER, "http-header"),
         (ty::OUTCOME, "outcome"),
         (ty::REASON, "reason"),
         (ty::HTTP_STATUS, "http-status"),
+        (ty::FRAMED_PAYLOAD, "framed-payload"),
     ] {
         rows.push(format!("| {t:#04x} | `{name}` |"));
+    }
+    for (t, name) in [
+        (frame_type::DATA, "DATA"),
+        (frame_type::TRAILERS, "TRAILERS"),
+    ] {
+        rows.push(format!("| {t:#04x} | {name} |"));
     }
     let l = Limits::default();
     for (name, value) in [
@@ -104,6 +113,10 @@ fn tables_in_the_spec_match_the_code() {
         ("max_field_value", format!("{} bytes", l.max_field_value)),
         ("max_fields", l.max_fields.to_string()),
         ("max_http_headers", l.max_http_headers.to_string()),
+        (
+            "max_payload_frame",
+            format!("{} bytes", l.max_payload_frame),
+        ),
     ] {
         rows.push(format!("| `{name}` | {value} |"));
     }
@@ -149,6 +162,14 @@ fn tables_in_the_spec_match_the_code() {
             field: f,
             status: 0,
         },
+        Malformed::PayloadFrameTooLarge {
+            frame: FrameId { ty: 0, name: "x" },
+            len: 0,
+            limit: 0,
+        },
+        Malformed::FrameAfterTrailers,
+        Malformed::TruncatedPayload { inside: "" },
+        Malformed::InvalidTrailers(Box::new(Malformed::TooManyFields { limit: 0 })),
     ];
     for e in errors {
         rows.push(format!("| `{}` |", e.label()));

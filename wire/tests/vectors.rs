@@ -5,18 +5,24 @@
 //! exact bytes. The files are *produced* by the code in [`definitions`] (never by hand):
 //! `AIMUX_REGEN_VECTORS=1 cargo test -p aimux-wire --test vectors` rewrites them, and
 //! [`files_match_definitions`] fails when the two drift apart.
+//!
+//! Besides envelopes, vectors of direction `payload` are framed response payloads on their
+//! own (SPEC.md §6.3), and a valid response vector with `framed-payload` states what its
+//! payload decodes to.
 #![allow(clippy::unwrap_used)] // test code: clippy.toml allows unwrap in tests
 
 mod common;
 
 use aimux_wire::{
-    DecodeError, Header, HttpRequestHead, HttpResponseHead, Intent, IntentFlags, Limits, Outcome,
-    Protocol, RequestEnvelope, RequestId, RequestKind, ResponseEnvelope, TraceContext,
-    envelope_len, field_type as ty, peek_preface, varint,
+    DataFrames, DecodeError, Header, HttpRequestHead, HttpResponseHead, Intent, IntentFlags,
+    Limits, Outcome, PayloadDecoder, PayloadFrame, Protocol, RequestEnvelope, RequestId,
+    RequestKind, ResponseEnvelope, TraceContext, encode_trailers, envelope_len, field_type as ty,
+    frame_type, peek_preface, varint,
 };
+use bytes::Bytes;
 use serde_json::{Value, json};
 
-use common::{annotate, load_vectors, mcp_tools_call, vectors_dir};
+use common::{annotate, annotate_payload, load_vectors, mcp_tools_call, vectors_dir};
 
 const L: Limits = Limits::DEFAULT;
 
@@ -35,7 +41,7 @@ fn headers_json(headers: &[Header]) -> Value {
 }
 
 fn request_json(e: &RequestEnvelope) -> Value {
-    json!({
+    let mut j = json!({
         "kind": match e.kind { RequestKind::Http => "http", RequestKind::Stream => "stream" },
         "identity": e.identity,
         "intent": e.intent.as_ref().map(|i| json!({
@@ -59,11 +65,18 @@ fn request_json(e: &RequestEnvelope) -> Value {
             "path": h.path,
             "headers": headers_json(&h.headers),
         })),
-    })
+    });
+    // Present only when set, so vectors from before the field are unchanged.
+    if e.te_trailers {
+        j.as_object_mut()
+            .unwrap()
+            .insert("te_trailers".into(), json!(true));
+    }
+    j
 }
 
 fn response_json(e: &ResponseEnvelope) -> Value {
-    json!({
+    let mut j = json!({
         "outcome": e.outcome.as_str(),
         "outcome_code": e.outcome.code(),
         "reason": e.reason,
@@ -71,7 +84,66 @@ fn response_json(e: &ResponseEnvelope) -> Value {
             "status": h.status,
             "headers": headers_json(&h.headers),
         })),
-    })
+    });
+    if e.framed_payload {
+        j.as_object_mut()
+            .unwrap()
+            .insert("framed_payload".into(), json!(true));
+    }
+    j
+}
+
+/// A decoded framed payload (SPEC.md §6.3): the body and the trailers, if any.
+#[derive(Debug, Clone, PartialEq)]
+struct Framed {
+    body: Vec<u8>,
+    trailers: Option<Vec<Header>>,
+}
+
+impl Framed {
+    fn json(&self) -> Value {
+        let mut j = match std::str::from_utf8(&self.body) {
+            Ok(text) => json!({ "body": text }),
+            Err(_) => json!({ "body_hex": hex::encode(&self.body) }),
+        };
+        j.as_object_mut().unwrap().insert(
+            "trailers".into(),
+            self.trailers.as_deref().map_or(Value::Null, headers_json),
+        );
+        j
+    }
+
+    /// The canonical encoding: one DATA frame for the body (if any), then the trailers.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (header, data) in DataFrames::new(Bytes::from(self.body.clone()), &L).unwrap() {
+            out.extend_from_slice(header.as_slice());
+            out.extend_from_slice(&data);
+        }
+        if let Some(t) = &self.trailers {
+            encode_trailers(&mut out, t, &L).unwrap();
+        }
+        out
+    }
+}
+
+/// Decodes a whole framed payload: what it holds, or the malformation (truncation
+/// included) that ends it.
+fn decode_framed(bytes: &[u8]) -> Result<Framed, aimux_wire::Malformed> {
+    let mut d = PayloadDecoder::new(&L);
+    d.push(Bytes::copy_from_slice(bytes));
+    let mut framed = Framed {
+        body: Vec::new(),
+        trailers: None,
+    };
+    while let Some(frame) = d.next_frame()? {
+        match frame {
+            PayloadFrame::Data(b) => framed.body.extend_from_slice(&b),
+            PayloadFrame::Trailers(t) => framed.trailers = Some(t),
+        }
+    }
+    d.finish()?;
+    Ok(framed)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -81,25 +153,38 @@ fn response_json(e: &ResponseEnvelope) -> Value {
 enum Env {
     Req(Box<RequestEnvelope>),
     Resp(ResponseEnvelope),
+    /// A response with `framed-payload`, and what its payload decodes to.
+    FramedResp(ResponseEnvelope, Framed),
+    /// A framed payload on its own (direction `payload`).
+    Payload(Framed),
 }
 
 impl Env {
     fn direction(&self) -> &'static str {
         match self {
             Env::Req(_) => "request",
-            Env::Resp(_) => "response",
+            Env::Resp(_) | Env::FramedResp(..) => "response",
+            Env::Payload(_) => "payload",
         }
     }
     fn encode(&self) -> Vec<u8> {
         match self {
             Env::Req(e) => e.to_bytes(&L).unwrap().to_vec(),
-            Env::Resp(e) => e.to_bytes(&L).unwrap().to_vec(),
+            Env::Resp(e) | Env::FramedResp(e, _) => e.to_bytes(&L).unwrap().to_vec(),
+            Env::Payload(_) => Vec::new(),
         }
     }
     fn json(&self) -> Value {
         match self {
             Env::Req(e) => request_json(e),
-            Env::Resp(e) => response_json(e),
+            Env::Resp(e) | Env::FramedResp(e, _) => response_json(e),
+            Env::Payload(_) => Value::Null,
+        }
+    }
+    fn framed(&self) -> Option<&Framed> {
+        match self {
+            Env::FramedResp(_, f) | Env::Payload(f) => Some(f),
+            _ => None,
         }
     }
 }
@@ -130,6 +215,14 @@ impl Vector {
         });
         let o = j.as_object_mut().unwrap();
         match &self.expect {
+            Expect::Valid {
+                env: Env::Payload(framed),
+                canonical,
+            } => {
+                o.insert("valid".into(), json!(true));
+                o.insert("canonical".into(), json!(canonical));
+                o.insert("payload".into(), framed.json());
+            }
             Expect::Valid { env, canonical } => {
                 let len = envelope_len(&self.bytes, &L).unwrap();
                 o.insert("valid".into(), json!(true));
@@ -137,11 +230,16 @@ impl Vector {
                 o.insert("envelope_len".into(), json!(len));
                 o.insert("payload_len".into(), json!(self.bytes.len() - len));
                 o.insert("envelope".into(), env.json());
+                if let Some(framed) = env.framed() {
+                    o.insert("payload".into(), framed.json());
+                }
             }
             Expect::Incomplete => {
                 o.insert("valid".into(), json!(false));
                 o.insert("error".into(), json!("incomplete"));
-                if let Ok(len) = envelope_len(&self.bytes, &L) {
+                if self.direction != "payload"
+                    && let Ok(len) = envelope_len(&self.bytes, &L)
+                {
                     o.insert("envelope_len".into(), json!(len));
                 }
             }
@@ -155,20 +253,30 @@ impl Vector {
     }
 
     fn hex_file(&self) -> String {
+        let annotated = if self.direction == "payload" {
+            annotate_payload(&self.bytes)
+        } else {
+            annotate(&self.bytes)
+        };
         format!(
             "# {}: {}\n# Direction: {}. Expected result: {}.json. Generated by wire/tests/vectors.rs.\n{}",
-            self.name,
-            self.description,
-            self.direction,
-            self.name,
-            annotate(&self.bytes)
+            self.name, self.description, self.direction, self.name, annotated
         )
     }
 }
 
 fn valid(name: &'static str, description: &'static str, env: Env, payload: &[u8]) -> Vector {
     let mut bytes = env.encode();
-    bytes.extend_from_slice(payload);
+    match env.framed() {
+        Some(framed) => {
+            assert!(
+                payload.is_empty(),
+                "{name}: a framed payload is encoded from Framed"
+            );
+            bytes.extend_from_slice(&framed.encode());
+        }
+        None => bytes.extend_from_slice(payload),
+    }
     Vector {
         name,
         description,
@@ -409,8 +517,113 @@ fn definitions() -> Vec<Vector> {
         b"",
     ));
 
+    // --- trailers (SPEC.md §5.9, §6.3) --------------------------------------------------
+    // A gRPC unary call: a 5-byte length prefix, then the protobuf message (RFC-less but
+    // stable: gRPC over HTTP/2, "Length-Prefixed-Message").
+    let grpc_request = b"\x00\x00\x00\x00\x07\x0a\x05world";
+    let mut grpc = RequestEnvelope::http(
+        "greeter",
+        HttpRequestHead::new(
+            "POST",
+            "greeter.aimux.local",
+            "/helloworld.Greeter/SayHello",
+        )
+        .with_header("content-type", "application/grpc")
+        .with_header("grpc-timeout", "1S"),
+    );
+    grpc.te_trailers = true;
+    v.push(valid(
+        "request_grpc_te_trailers",
+        "a gRPC call whose agent sent `te: trailers`: the te-trailers field (0x07, empty) asks for a framed response",
+        Env::Req(Box::new(grpc)),
+        grpc_request,
+    ));
+    let mut framed_reply = ResponseEnvelope::forwarded(
+        HttpResponseHead::new(200).with_header("content-type", "application/grpc"),
+    );
+    framed_reply.framed_payload = true;
+    let grpc_trailers = vec![
+        Header::new("grpc-status", "0"),
+        Header::new("grpc-message", "ok"),
+    ];
+    v.push(valid(
+        "response_framed_grpc",
+        "forwarded with framed-payload (0x14): one DATA frame with the gRPC reply, then a TRAILERS frame with grpc-status and grpc-message",
+        Env::FramedResp(
+            framed_reply,
+            Framed {
+                body: b"\x00\x00\x00\x00\x0d\x0a\x0bhello world".to_vec(),
+                trailers: Some(grpc_trailers.clone()),
+            },
+        ),
+        b"",
+    ));
+    v.push(valid(
+        "payload_data_only",
+        "a framed payload of one DATA frame and no trailers (the upstream sent none); FIN ends it",
+        Env::Payload(Framed {
+            body: b"event: message\ndata: {}\n\n".to_vec(),
+            trailers: None,
+        }),
+        b"",
+    ));
+    // Two DATA frames (the canonical encoding would use one), an empty DATA frame, and an
+    // unknown frame type 0x21 that must be skipped.
+    let mut skipped = vec![0x00, 0x04];
+    skipped.extend_from_slice(b"he");
+    skipped.extend_from_slice(b"ll");
+    skipped.extend_from_slice(&[0x00, 0x00, 0x21, 0x03, 0xaa, 0xbb, 0xcc, 0x00, 0x01]);
+    skipped.push(b'o');
+    encode_trailers(&mut skipped, &grpc_trailers, &L).unwrap();
+    v.push(Vector {
+        name: "payload_unknown_frame",
+        description: "DATA \"hell\", an empty DATA frame, an unknown frame type 0x21 (skipped), DATA \"o\", TRAILERS",
+        direction: "payload",
+        bytes: skipped,
+        expect: Expect::Valid {
+            env: Env::Payload(Framed {
+                body: b"hello".to_vec(),
+                trailers: Some(grpc_trailers.clone()),
+            }),
+            canonical: false,
+        },
+    });
+
     // --- invalid ----------------------------------------------------------------------
     use Expect::{Incomplete, Malformed};
+    v.push(invalid(
+        "invalid_payload_truncated",
+        "a DATA frame declaring 16 bytes, of which 5 arrived: incomplete; if the stream ends here the response is truncated",
+        "payload",
+        [&[frame_type::DATA as u8, 0x10][..], b"hello"].concat(),
+        Incomplete,
+    ));
+    let mut after = Vec::new();
+    encode_trailers(&mut after, &grpc_trailers, &L).unwrap();
+    after.extend_from_slice(&[0x00, 0x01, b'x']);
+    v.push(invalid(
+        "invalid_payload_frame_after_trailers",
+        "a DATA frame after the TRAILERS frame, which must be the last",
+        "payload",
+        after,
+        Malformed("frame_after_trailers"),
+    ));
+    v.push(invalid(
+        "invalid_payload_frame_too_large",
+        "a DATA frame declaring 1048577 bytes (limit 1048576): rejected from its header alone",
+        "payload",
+        vec![0x00, 0x80, 0x10, 0x00, 0x01],
+        Malformed("payload_frame_too_large"),
+    ));
+    v.push(invalid(
+        "invalid_payload_trailer_crlf",
+        "a trailer value with CR LF: the TRAILERS frame's field block is malformed",
+        "payload",
+        vec![
+            0x01, 0x0b, 0x13, 0x09, 0x00, 0x01, b'x', b'a', b'\r', b'\n', b'b', b':', b'c',
+        ],
+        Malformed("invalid_trailers"),
+    ));
     v.push(invalid(
         "invalid_bad_magic",
         "an HTTP/1.1 request line where an envelope belongs",
@@ -594,9 +807,47 @@ fn regenerate() {
     }
 }
 
+/// Checks a committed framed-payload vector (direction `payload`) against its JSON.
+fn check_payload_vector(name: &str, bytes: &[u8], j: &Value) {
+    let decoded = decode_framed(bytes);
+    if j["valid"] == json!(true) {
+        let framed = decoded.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            framed.json(),
+            j["payload"],
+            "{name}: decoded payload differs"
+        );
+        let reencoded = framed.encode();
+        if j["canonical"] == json!(true) {
+            assert_eq!(
+                reencoded, bytes,
+                "{name}: re-encoding differs from the vector"
+            );
+        } else {
+            assert!(
+                reencoded.len() < bytes.len(),
+                "{name}: non-canonical vector"
+            );
+        }
+        return;
+    }
+    let err = match decoded {
+        Ok(f) => panic!("{name}: decoded but should fail: {f:?}"),
+        Err(e) => e,
+    };
+    match j["error"].as_str().unwrap() {
+        "incomplete" => assert_eq!(err.label(), "truncated_payload", "{name}: {err}"),
+        "malformed" => assert_eq!(json!(err.label()), j["reason"], "{name}: {err}"),
+        other => panic!("{name}: unknown error class {other}"),
+    }
+}
+
 /// Checks one committed vector against its JSON, using only the public decoder.
 fn check_vector(name: &str, bytes: &[u8], j: &Value) {
     let direction = j["direction"].as_str().unwrap();
+    if direction == "payload" {
+        return check_payload_vector(name, bytes, j);
+    }
     let decoded: Result<(Value, usize, Vec<u8>), DecodeError> = match direction {
         "request" => RequestEnvelope::decode_slice(bytes, &L)
             .map(|(e, n)| (request_json(&e), n, e.to_bytes(&L).unwrap().to_vec())),
@@ -629,6 +880,14 @@ fn check_vector(name: &str, bytes: &[u8], j: &Value) {
         };
         assert!(ok, "{name}: Buf decoder failed");
         assert_eq!(&buf[..], &bytes[n..], "{name}: payload was touched");
+        if j["envelope"]["framed_payload"] == json!(true) {
+            let framed = decode_framed(&bytes[n..]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                framed.json(),
+                j["payload"],
+                "{name}: decoded payload differs"
+            );
+        }
         if j["canonical"] == json!(true) {
             assert_eq!(
                 reencoded,
@@ -728,6 +987,9 @@ fn every_vector_class_is_covered() {
         "duplicate_field",
         "missing_field",
         "trailing_bytes",
+        "payload_frame_too_large",
+        "frame_after_trailers",
+        "invalid_trailers",
     ] {
         assert!(labels.contains(&needed), "no vector for {needed}");
     }

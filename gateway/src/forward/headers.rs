@@ -89,7 +89,36 @@ pub(crate) fn prepare_request(
     }
 }
 
-/// The upstream's response headers as envelope headers, hop-by-hop fields removed.
+/// Whether a request's `TE` field lists `trailers` (RFC 9110 §10.1.4: a comma-separated
+/// list of case-insensitive codings, each maybe with parameters).
+pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let name = coding.split(';').next().unwrap_or_default();
+            name.trim().eq_ignore_ascii_case("trailers")
+        })
+}
+
+/// Tells the upstream the gateway takes trailers: `te: trailers` (RFC 9110 §10.1.4), sent
+/// when the request envelope carries `te-trailers` (SPEC.md §5.9), after the agent's own
+/// hop-by-hop fields are gone. Over HTTP/1.1 (`http1`), `TE` is named in `Connection` too,
+/// as RFC 9110 §10.1.4 asks of its senders; HTTP/2 and HTTP/3 forbid `Connection` and allow
+/// `TE` only with this value (RFC 9113 §8.2.2, RFC 9114 §4.2), so where the protocol is not
+/// known to be HTTP/1.1 the `Connection` option is left out (hyper's HTTP/2 client would
+/// otherwise strip `TE` along with it).
+pub(crate) fn accept_trailers(headers: &mut HeaderMap, http1: bool) {
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if http1 {
+        headers.append(header::CONNECTION, HeaderValue::from_static("te"));
+    }
+}
+
+/// The upstream's response headers (or trailers) as envelope headers, hop-by-hop fields
+/// removed.
 pub(crate) fn to_envelope(mut headers: HeaderMap) -> Vec<Header> {
     remove_hop_by_hop(&mut headers);
     let mut out = Vec::with_capacity(headers.len());
@@ -165,6 +194,34 @@ mod tests {
         let mut own = map(&[("traceparent", "00-mine")]);
         prepare_request(&mut own, &host, &id, Some(&trace));
         assert_eq!(own["traceparent"], "00-mine");
+    }
+
+    #[test]
+    fn trailers_are_accepted_only_when_te_lists_them() {
+        for (te, yes) in [
+            ("trailers", true),
+            ("gzip, Trailers", true),
+            ("deflate;q=0.5, trailers;q=1", true),
+            ("gzip", false),
+            ("trailersx", false),
+        ] {
+            assert_eq!(accepts_trailers(&map(&[("te", te)])), yes, "{te}");
+        }
+        assert!(!accepts_trailers(&HeaderMap::new()));
+        assert!(accepts_trailers(&map(&[
+            ("te", "gzip"),
+            ("te", "trailers")
+        ])));
+
+        let mut h1 = map(&[("te", "gzip"), ("connection", "close")]);
+        remove_hop_by_hop(&mut h1);
+        accept_trailers(&mut h1, true);
+        assert_eq!(h1["te"], "trailers");
+        assert_eq!(h1["connection"], "te");
+        let mut h2 = HeaderMap::new();
+        accept_trailers(&mut h2, false);
+        assert_eq!(h2.len(), 1);
+        assert_eq!(h2["te"], "trailers");
     }
 
     #[test]

@@ -385,6 +385,8 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) trace: Option<&'a TraceContext>,
     /// The route's response-head timeout, instead of the gateway's default.
     pub(crate) response_timeout: Option<Duration>,
+    /// The caller takes trailers (SPEC.md §5.9): `te: trailers` goes upstream.
+    pub(crate) te_trailers: bool,
 }
 
 /// What stays the same across the attempts of one request.
@@ -394,6 +396,7 @@ struct Fixed<'a> {
     caller: &'a Caller,
     trace: Option<&'a TraceContext>,
     response_timeout: Option<Duration>,
+    te_trailers: bool,
 }
 
 /// Why a request got no response head.
@@ -499,12 +502,14 @@ impl Forwarder {
             caller,
             trace,
             response_timeout,
+            te_trailers,
         } = out;
         let fixed = Fixed {
             target,
             caller,
             trace,
             response_timeout,
+            te_trailers,
         };
         let retryable = method.is_idempotent() && body.is_empty();
         let attempts = if retryable { 1 + service.retries } else { 1 };
@@ -600,6 +605,10 @@ impl Forwarder {
         })?;
         let mut headers = headers;
         headers::prepare_request(&mut headers, &upstream.host, &identity, out.trace);
+        if out.te_trailers {
+            let http1 = service.protocol == UpstreamProtocol::Http1;
+            headers::accept_trailers(&mut headers, http1);
+        }
         let head_timeout = out.response_timeout.unwrap_or(self.response_head_timeout);
         let mut body = body;
         let body_sent = body.end_signal();

@@ -79,6 +79,8 @@ pub(super) async fn deliver(ex: &mut Exchange<'_>, mut recv: StreamRecv, d: Deli
         }
     };
     let mut to_agent = to_agent;
+    // Everything else goes as the caller sent it, `te-trailers` included: the agent's
+    // sidecar may then answer with a framed payload (SPEC.md §6.3), relayed byte for byte.
     let mut forwarded = d.envelope.clone();
     forwarded.identity = Some(ex.ctx.caller.id_str().to_owned());
     forwarded.destination = d.service.name().to_owned();

@@ -5,6 +5,7 @@
 
 mod deliver;
 pub(crate) mod envelope;
+mod framed;
 pub(crate) mod raw;
 pub(crate) mod registry;
 pub(crate) mod stream;

@@ -19,6 +19,7 @@ use tracing::{debug, warn};
 
 use super::deliver::{Delivery, deliver};
 use super::envelope::{EnvelopeError, read_request};
+use super::framed::{FrameError, write_body_frame};
 use super::transport::{Stopped, StreamRecv, StreamSend};
 use crate::forward::body::{RequestBody, ResponseBody, TunnelBody};
 use crate::forward::{ForwardError, Outgoing, Service, client, headers};
@@ -189,6 +190,7 @@ async fn handle(
         caller,
         trace: envelope.trace.as_ref(),
         response_timeout: admitted.timeout,
+        te_trailers: envelope.te_trailers,
     };
     ex.forward(&service, outgoing, &request_id).await;
 }
@@ -366,6 +368,8 @@ impl<'a> Exchange<'a> {
 
     async fn forward(&mut self, service: &Service, outgoing: Outgoing<'_>, request_id: &str) {
         let shared = &self.ctx.shared;
+        // The requester takes trailers: the answer is a framed payload (SPEC.md §6.3).
+        let framed = outgoing.te_trailers;
         // Resolves when the sidecar stops reading (STOP_SENDING) or the connection is
         // lost: the upstream request is then dropped, which cancels it.
         let mut stopped = pin!(self.send.stopped());
@@ -398,10 +402,11 @@ impl<'a> Exchange<'a> {
         };
         let (parts, body) = response.into_parts();
         let status = parts.status.as_u16();
-        let envelope = ResponseEnvelope::forwarded(HttpResponseHead {
+        let mut envelope = ResponseEnvelope::forwarded(HttpResponseHead {
             status,
             headers: headers::to_envelope(parts.headers),
         });
+        envelope.framed_payload = framed;
         let bytes = match envelope.to_bytes(&shared.limits) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -426,16 +431,18 @@ impl<'a> Exchange<'a> {
             debug!(request_id, error = %e, "the sidecar went away before the response head");
             return;
         }
-        self.stream_body(body, stopped, request_id).await;
+        self.stream_body(body, stopped, request_id, framed).await;
     }
 
     /// Copies the upstream's response body frame by frame, each as soon as it arrives:
     /// no coalescing, so every SSE event reaches the agent when the upstream wrote it.
+    /// `framed`: as a framed payload, trailers included (`framed.rs`, SPEC.md §6.3).
     async fn stream_body(
         &mut self,
         mut body: ResponseBody,
         mut stopped: std::pin::Pin<&mut impl Future<Output = Stopped>>,
         request_id: &str,
+        framed: bool,
     ) {
         loop {
             let frame = tokio::select! {
@@ -454,18 +461,20 @@ impl<'a> Exchange<'a> {
                     return;
                 }
                 Some(Ok(frame)) => {
-                    // Trailers have no place in the envelope; HTTP/1.1 upstreams rarely
-                    // send them and agents do not depend on them.
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if let Err(e) = self.send.write_chunk(data).await {
-                        debug!(request_id, error = %e,
-                            "the sidecar stopped reading the response");
-                        return;
+                    let limits = &self.ctx.shared.limits;
+                    match write_body_frame(&mut self.send, frame, framed, limits).await {
+                        Ok(()) => {}
+                        Err(FrameError::Send(e)) => {
+                            debug!(request_id, error = %e,
+                                "the sidecar stopped reading the response");
+                            return;
+                        }
+                        Err(e @ FrameError::Encode(_)) => {
+                            warn!(identity = %self.ctx.caller.id(), request_id, "{e}; \
+                                resetting the stream");
+                            self.send.reset(codes::STREAM_UPSTREAM_FAILED);
+                            return;
+                        }
                     }
                 }
                 Some(Err(e)) if client::is_request_body_error(&*e) => {

@@ -121,6 +121,11 @@ impl GatewayStream {
         }
     }
 
+    /// True over QUIC (which carries STOP_SENDING codes), false over HTTP/2.
+    pub fn is_quic(&self) -> bool {
+        matches!(self.send, Send::Quic(_))
+    }
+
     pub fn finish(&mut self) {
         match &mut self.send {
             Send::Quic(s) => s.finish().unwrap(),

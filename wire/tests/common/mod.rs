@@ -120,10 +120,12 @@ fn field_name(response: bool, t: u64) -> &'static str {
         (false, ty::TRACEPARENT) => "traceparent",
         (false, ty::TRACESTATE) => "tracestate",
         (false, ty::REQUEST_ID) => "request-id",
+        (false, ty::TE_TRAILERS) => "te-trailers",
         (false, ty::HTTP_REQUEST_LINE) => "http-request-line",
         (true, ty::OUTCOME) => "outcome",
         (true, ty::REASON) => "reason",
         (true, ty::HTTP_STATUS) => "http-status",
+        (true, ty::FRAMED_PAYLOAD) => "framed-payload",
         _ => "unknown (skipped)",
     }
 }
@@ -132,8 +134,14 @@ fn field_name(response: bool, t: u64) -> &'static str {
 /// parse is dumped as plain hex with a note.
 pub(crate) fn annotate(bytes: &[u8]) -> String {
     let mut a = Annotator { out: String::new() };
-    let rest = annotate_envelope(&mut a, bytes);
-    if !rest.is_empty() {
+    let (rest, framed) = annotate_envelope(&mut a, bytes);
+    if framed {
+        a.out.push_str(&format!(
+            "{:<COLUMN$} # framed payload (SPEC.md §6.3):\n",
+            ""
+        ));
+        annotate_frames(&mut a, rest);
+    } else if !rest.is_empty() {
         a.raw(
             rest,
             &format!("payload, {} bytes (not part of the envelope)", rest.len()),
@@ -142,10 +150,93 @@ pub(crate) fn annotate(bytes: &[u8]) -> String {
     a.out
 }
 
-fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> &'a [u8] {
+/// Annotates a framed payload (SPEC.md §6.3) on its own.
+pub(crate) fn annotate_payload(bytes: &[u8]) -> String {
+    let mut a = Annotator { out: String::new() };
+    annotate_frames(&mut a, bytes);
+    a.out
+}
+
+fn annotate_frames(a: &mut Annotator, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        let Some((t, t_bytes, r)) = take_varint(bytes) else {
+            break;
+        };
+        let Some((len, l_bytes, r)) = take_varint(r) else {
+            break;
+        };
+        let name = match t {
+            0x00 => "DATA",
+            0x01 => "TRAILERS",
+            _ => "unknown (skipped)",
+        };
+        let mut header = t_bytes.to_vec();
+        header.extend_from_slice(l_bytes);
+        let unit = if len == 1 { "byte" } else { "bytes" };
+        let Some(value) = usize::try_from(len).ok().and_then(|l| r.get(..l)) else {
+            a.line(
+                &header,
+                &format!(
+                    "frame {t:#04x} {name}, {len} {unit} (only {} follow)",
+                    r.len()
+                ),
+            );
+            a.data(r, "  (cut off)");
+            return;
+        };
+        a.line(&header, &format!("frame {t:#04x} {name}, {len} {unit}"));
+        if t == 0x01 {
+            annotate_trailer_block(a, value);
+        } else {
+            a.data(value, "  ");
+        }
+        bytes = &r[value.len()..];
+    }
+    if !bytes.is_empty() {
+        a.raw(bytes, "rest of the payload (does not parse)");
+    }
+}
+
+fn annotate_trailer_block(a: &mut Annotator, mut block: &[u8]) {
+    while !block.is_empty() {
+        let Some((t, t_bytes, r)) = take_varint(block) else {
+            break;
+        };
+        let Some((len, l_bytes, r)) = take_varint(r) else {
+            break;
+        };
+        let Some(value) = usize::try_from(len).ok().and_then(|l| r.get(..l)) else {
+            break;
+        };
+        let name = if t == ty::HTTP_HEADER {
+            "http-header"
+        } else {
+            "unknown (skipped)"
+        };
+        let mut header = t_bytes.to_vec();
+        header.extend_from_slice(l_bytes);
+        let unit = if len == 1 { "byte" } else { "bytes" };
+        a.line(&header, &format!("  field {t:#04x} {name}, {len} {unit}"));
+        if t == ty::HTTP_HEADER {
+            if header_value(a, value).is_none() {
+                a.data(value, "  (does not parse)");
+            }
+        } else {
+            a.data(value, "  ");
+        }
+        block = &r[value.len()..];
+    }
+    if !block.is_empty() {
+        a.raw(block, "  rest of the field block (does not parse)");
+    }
+}
+
+/// Annotates the envelope; returns the bytes after it and whether it is a response with
+/// `framed-payload`.
+fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> (&'a [u8], bool) {
     if bytes.len() < 4 || bytes[..3] != aimux_wire::MAGIC {
         a.raw(bytes, "not an envelope preface");
-        return &[];
+        return (&[], false);
     }
     a.line(
         &bytes[..4],
@@ -153,7 +244,7 @@ fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> &'a [u8] {
     );
     let Some((kind, kind_bytes, rest)) = take_varint(&bytes[4..]) else {
         a.raw(&bytes[4..], "truncated kind");
-        return &[];
+        return (&[], false);
     };
     let kind_name = match kind {
         1 => "HTTP request",
@@ -164,7 +255,7 @@ fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> &'a [u8] {
     a.line(kind_bytes, &format!("kind {kind:#04x}: {kind_name}"));
     let Some((block_len, len_bytes, rest)) = take_varint(rest) else {
         a.raw(rest, "truncated header-block length");
-        return &[];
+        return (&[], false);
     };
     a.line(len_bytes, &format!("header block: {block_len} bytes"));
     let block_len = usize::try_from(block_len)
@@ -172,6 +263,7 @@ fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> &'a [u8] {
         .min(rest.len());
     let (mut block, after) = rest.split_at(block_len);
     let response = kind == 3;
+    let mut framed = false;
     while !block.is_empty() {
         let Some((t, t_bytes, r)) = take_varint(block) else {
             break;
@@ -183,6 +275,7 @@ fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> &'a [u8] {
             break;
         };
         let name = field_name(response, t);
+        framed |= response && t == ty::FRAMED_PAYLOAD;
         let mut header = t_bytes.to_vec();
         header.extend_from_slice(l_bytes);
         let unit = if len == 1 { "byte" } else { "bytes" };
@@ -193,7 +286,7 @@ fn annotate_envelope<'a>(a: &mut Annotator, bytes: &'a [u8]) -> &'a [u8] {
     if !block.is_empty() {
         a.raw(block, "rest of the header block (does not parse)");
     }
-    after
+    (after, framed)
 }
 
 fn annotate_value(a: &mut Annotator, response: bool, t: u64, v: &[u8]) {
