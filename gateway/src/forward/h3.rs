@@ -33,8 +33,8 @@ use tracing::debug;
 pub(crate) use self::body::H3Body;
 pub(crate) use self::connect::client_config;
 pub(crate) use self::error::H3Error;
-use super::Upstream;
 use super::body::RequestBody;
+use super::service::Upstream;
 use crate::config::UpstreamTls;
 use crate::error::GatewayError;
 
