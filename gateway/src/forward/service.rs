@@ -136,7 +136,10 @@ pub(crate) struct Service {
 }
 
 impl Service {
-    pub(super) fn from_config(cfg: &ServiceConfig, connect_timeout: Duration) -> Result<Self, GatewayError> {
+    pub(super) fn from_config(
+        cfg: &ServiceConfig,
+        connect_timeout: Duration,
+    ) -> Result<Self, GatewayError> {
         if let Some(agent) = &cfg.agent {
             return Self::agent(cfg, agent);
         }
