@@ -93,7 +93,7 @@ impl TunnelConfig {
 }
 
 /// A destination service and where its requests go.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
     /// The name envelopes (and routes and access rules) use.
     pub name: String,
@@ -125,7 +125,7 @@ pub struct ServiceConfig {
 
 /// How the gateway checks the certificate of a service's TLS upstreams (`https://` URLs,
 /// and every HTTP/3 upstream): against the given CA certificates, or the system's roots.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// Trust anchors (DER). Empty: the system's trust store (read once, at startup, by
     /// `rustls-native-certs`).

@@ -47,7 +47,7 @@ impl Gateway {
         }
         let rate = RateLimiter::new(&config.policy.rate_limits)?;
         let isolation = Isolation::new(config.policy.isolation)?;
-        let snapshot = snapshot::build(config.policy, &config.timeouts)?;
+        let snapshot = snapshot::build(config.policy, &config.timeouts, None)?;
         let (audit, audit_writer) = match &config.audit {
             Some(cfg) => {
                 let (log, writer) =

@@ -23,8 +23,9 @@ use crate::policy::{Allowed, Caller, IntentDisplay, Policy, Refusal, Refused, Re
 const SEMANTIC_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// The part of the configuration a reload replaces as a whole: routes, access rules,
-/// services and the semantic matcher. Requests in flight keep the snapshot they started
-/// with (an `Arc`), so a reload never changes a decision half-way.
+/// services and the semantic matcher (unchanged services are carried over, state and all).
+/// Requests in flight keep the snapshot they started with (an `Arc`), so a reload never
+/// changes a decision half-way.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
     pub(crate) policy: Policy,

@@ -18,12 +18,20 @@ use crate::shared::{Shared, Snapshot};
 /// Builds and checks a snapshot: every route targets a service, no two rule routes are
 /// ambiguous, the semantic matcher loads. Services' TLS clients connect within
 /// `timeouts.connect`.
-pub(crate) fn build(config: PolicyConfig, timeouts: &Timeouts) -> Result<Snapshot, GatewayError> {
+pub(crate) fn build(
+    config: PolicyConfig,
+    timeouts: &Timeouts,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, GatewayError> {
     config.rate_limits.validate()?;
     if let Some(isolation) = &config.isolation {
         isolation.validate()?;
     }
-    let services = Services::from_config(&config.services, timeouts.connect)?;
+    let services = Services::from_config(
+        &config.services,
+        timeouts.connect,
+        previous.map(|p| &p.services),
+    )?;
     let label = |i: usize| {
         config.routes[i]
             .name
@@ -81,8 +89,9 @@ pub struct Reloader {
 
 impl Reloader {
     /// Builds a snapshot from `config` and, if it is valid, swaps it in: new requests use
-    /// it at once, requests in flight finish under the old one, and no connection is
-    /// touched. On error the running snapshot stays.
+    /// it at once, requests in flight finish under the old one, and no sidecar connection
+    /// is touched; services whose configuration did not change keep their state. On error
+    /// the running snapshot stays.
     pub fn reload(&self, config: PolicyConfig) -> Result<(), GatewayError> {
         let (services, routes, rules) = (
             config.services.len(),
@@ -90,7 +99,9 @@ impl Reloader {
             config.access.len(),
         );
         let (rate_limits, isolation) = (config.rate_limits.clone(), config.isolation);
-        let snapshot = build(config, &self.shared.timeouts)?;
+        // Unchanged services carry over whole (breakers, pools, connections).
+        let current = self.shared.snapshot.load();
+        let snapshot = build(config, &self.shared.timeouts, Some(&current))?;
         // Validated by `build`: these cannot fail now, so the three change together.
         self.shared.rate.update(&rate_limits)?;
         self.shared.isolation.update(isolation)?;

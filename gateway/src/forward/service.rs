@@ -312,21 +312,33 @@ pub(crate) struct UpstreamStatus<'a> {
 /// The configured services, by name.
 #[derive(Debug, Default)]
 pub(crate) struct Services {
-    by_name: HashMap<String, Arc<Service>>,
+    /// Each service with the configuration it was built from.
+    by_name: HashMap<String, (ServiceConfig, Arc<Service>)>,
 }
 
 impl Services {
-    /// The services of `configs`; TLS upstreams' connections get `connect_timeout` to
-    /// connect, as every upstream's do.
+    /// The services of `configs` (connections to upstreams get `connect_timeout` to
+    /// connect). A service whose configuration is exactly the one it had
+    /// in `previous` (the table a reload replaces) is kept as it is, with its circuit
+    /// breakers, requests in flight, connection pools and HTTP/3 connections; only new or
+    /// changed services start afresh.
     pub(crate) fn from_config(
         configs: &[ServiceConfig],
         connect_timeout: Duration,
+        previous: Option<&Services>,
     ) -> Result<Self, GatewayError> {
         let mut by_name = HashMap::with_capacity(configs.len());
         for cfg in configs {
-            let service = Service::from_config(cfg, connect_timeout)?;
+            let kept = previous
+                .and_then(|p| p.by_name.get(&cfg.name))
+                .filter(|(old, _)| old == cfg)
+                .map(|(_, service)| Arc::clone(service));
+            let service = match kept {
+                Some(service) => service,
+                None => Arc::new(Service::from_config(cfg, connect_timeout)?),
+            };
             if by_name
-                .insert(cfg.name.clone(), Arc::new(service))
+                .insert(cfg.name.clone(), (cfg.clone(), service))
                 .is_some()
             {
                 return Err(GatewayError::DuplicateService {
@@ -338,13 +350,13 @@ impl Services {
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<Service>> {
-        self.by_name.get(name)
+        self.by_name.get(name).map(|(_, service)| service)
     }
 
     /// The breaker state and requests in flight of every upstream of every service.
     pub(crate) fn upstream_status(&self, now: Instant) -> Vec<UpstreamStatus<'_>> {
         let mut all = Vec::new();
-        for service in self.by_name.values() {
+        for (_, service) in self.by_name.values() {
             let states = service.balancer.status(now);
             for (upstream, state) in service.upstreams.iter().zip(states) {
                 all.push(UpstreamStatus {
@@ -435,7 +447,7 @@ mod tests {
             Err(GatewayError::NoUpstreams { .. })
         ));
         let dup = config("x", &["http://a:1"], UpstreamProtocol::Http1);
-        let err = Services::from_config(&[dup.clone(), dup], CONNECT).unwrap_err();
+        let err = Services::from_config(&[dup.clone(), dup], CONNECT, None).unwrap_err();
         assert!(matches!(err, GatewayError::DuplicateService { .. }));
         let mut zero = config("x", &["http://a:1"], UpstreamProtocol::Http1);
         zero.max_requests = 0;
@@ -501,6 +513,7 @@ mod tests {
         let s = Services::from_config(
             &[config("echo", &["http://a:1"], UpstreamProtocol::Http1)],
             CONNECT,
+            None,
         )
         .unwrap();
         assert_eq!(s.label("echo"), "echo");
@@ -516,6 +529,7 @@ mod tests {
                 UpstreamProtocol::Http1,
             )],
             CONNECT,
+            None,
         )
         .unwrap();
         let now = Instant::now();
@@ -538,6 +552,33 @@ mod tests {
                 },
             ]
         );
+        drop(lease);
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_services_with_their_state() {
+        let echo = config("echo", &["http://a:1"], UpstreamProtocol::Http1);
+        let tools = config("tools", &["http://b:2"], UpstreamProtocol::Http1);
+        let before = Services::from_config(&[echo.clone(), tools.clone()], CONNECT, None).unwrap();
+        // A request in flight on echo: the kept service still counts it after the reload.
+        let (_, lease) = before.get("echo").unwrap().pick(Instant::now()).unwrap();
+        let mut moved = tools.clone();
+        moved.upstreams = vec!["http://c:3".parse().unwrap()];
+        let after = Services::from_config(&[echo, moved], CONNECT, Some(&before)).unwrap();
+        assert!(Arc::ptr_eq(
+            before.get("echo").unwrap(),
+            after.get("echo").unwrap()
+        ));
+        assert!(!Arc::ptr_eq(
+            before.get("tools").unwrap(),
+            after.get("tools").unwrap()
+        ));
+        let echo_status: Vec<_> = after
+            .upstream_status(Instant::now())
+            .into_iter()
+            .filter(|s| s.service == "echo")
+            .collect();
+        assert_eq!(echo_status[0].outstanding, 1);
         drop(lease);
     }
 }
