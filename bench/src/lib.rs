@@ -9,6 +9,7 @@ pub mod compare;
 pub mod load;
 pub mod netem;
 pub mod plot;
+pub mod ports;
 pub mod progress;
 pub mod report;
 pub mod scenario;

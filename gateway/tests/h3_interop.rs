@@ -75,12 +75,6 @@ async fn py_server(python: &Path, ca: &TestCa, alpn: &str) -> PyServer {
     let cert = ca.server_cert();
     std::fs::write(dir.path().join("cert.pem"), &cert.cert_pem).unwrap();
     std::fs::write(dir.path().join("key.pem"), &cert.key_pem).unwrap();
-    // A free UDP port: bound, read and released for the server to take.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop-tests/h3/server.py");
     let mut child = Command::new(python)
         .arg(script)
@@ -88,7 +82,7 @@ async fn py_server(python: &Path, ca: &TestCa, alpn: &str) -> PyServer {
         .arg(dir.path().join("cert.pem"))
         .arg("--key")
         .arg(dir.path().join("key.pem"))
-        .args(["--port", &port.to_string(), "--alpn", alpn])
+        .args(["--port", "0", "--alpn", alpn])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
@@ -100,9 +94,13 @@ async fn py_server(python: &Path, ca: &TestCa, alpn: &str) -> PyServer {
         .expect("server.py says it listens within the bound")
         .unwrap();
     let ready = ready.expect("server.py exited before listening");
-    assert!(ready.starts_with("listening on"), "{ready}");
+    // The server binds port 0 itself and names the port it got: no window for a race.
+    let addr: SocketAddr = ready
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("server.py did not name its address: {ready}"));
     PyServer {
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        addr,
         _child: child,
         _dir: dir,
     }

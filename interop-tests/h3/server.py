@@ -95,8 +95,12 @@ async def main(args):
     config = QuicConfiguration(is_client=False, alpn_protocols=args.alpn.split(","))
     config.load_cert_chain(args.cert, args.key)
     Server.release = asyncio.Event()
-    await serve(args.host, args.port, configuration=config, create_protocol=Server)
-    print(f"listening on {args.host}:{args.port}", flush=True)
+    server = await serve(
+        args.host, args.port, configuration=config, create_protocol=Server
+    )
+    # With --port 0 the kernel picks the port; the caller reads it from this line.
+    host, port = server._transport.get_extra_info("sockname")[:2]
+    print(f"listening on {host}:{port}", flush=True)
     await asyncio.Future()
 
 
@@ -105,6 +109,6 @@ if __name__ == "__main__":
     parser.add_argument("--cert", required=True, help="PEM certificate chain")
     parser.add_argument("--key", required=True, help="PEM private key")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument("--alpn", default=",".join(H3_ALPN))
     asyncio.run(main(parser.parse_args()))

@@ -5,7 +5,7 @@
 pub mod a2a;
 pub mod upstream;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,20 +29,15 @@ pub fn aimux(args: &[&str]) -> String {
     stdout
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port free on 127.0.0.1, never handed out twice and outside the ephemeral range,
+/// so neither another test nor an outgoing socket takes it before the child binds.
 pub fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    aimux_bench::ports::free_tcp().expect("a free loopback port")
 }
 
-/// A UDP port that was free a moment ago on 127.0.0.1.
+/// A UDP port with the same guarantees as [`free_tcp`].
 pub fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    aimux_bench::ports::free_udp().expect("a free loopback port")
 }
 
 /// A child process killed when dropped, so a failing test leaves nothing running.

@@ -2,7 +2,7 @@
 //! dev mode, or gateway + sidecar over QUIC) and nginx, from files written into a scratch
 //! directory. Every process is killed when its [`Proxies`] value is dropped.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,11 +28,11 @@ impl Drop for Proxies {
 }
 
 pub(crate) fn free_tcp() -> Result<SocketAddr, ScenarioError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(crate::ports::free_tcp()?)
 }
 
 fn free_udp() -> Result<SocketAddr, ScenarioError> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(crate::ports::free_udp()?)
 }
 
 /// Runs `aimux ARGS` to completion.
