@@ -23,6 +23,18 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Another command kept the CA directory locked for too long.
+    #[error(
+        "another `aimux certs` command has held {} for {waited:?}; wait for it to finish and run this again",
+        path.display()
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this command waited.
+        waited: std::time::Duration,
+    },
+
     /// There is no CA in the directory.
     #[error(
         "no CA in {dir}: run `aimux certs init --dir {dir} --trust-domain example.org` first",

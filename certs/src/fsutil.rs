@@ -52,6 +52,49 @@ pub(crate) fn write_atomic(
     sync_dir(dir)
 }
 
+/// How long a command waits for another one to release the CA directory's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An exclusive advisory lock (flock) on `<dir>/.lock`, held until dropped. The kernel drops
+/// it when the holder exits, so a crashed command never leaves a stale lock.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: fs::File,
+}
+
+/// Takes the CA directory's lock, waiting at most [`LOCK_WAIT`]: read-modify-write of a
+/// shared file (the CRL) must not interleave with another command's, or one revocation
+/// would silently overwrite the other.
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, Error> {
+    let path = dir.join(".lock");
+    let mut options = fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options
+        .open(&path)
+        .map_err(Error::io("open the lock file", &path))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(DirLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path,
+                    waited: LOCK_WAIT,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &path)(e)),
+        }
+    }
+}
+
 /// Creates `dir` (and its parents) if needed; directories we create are 0700 since they will
 /// hold private keys.
 pub(crate) fn create_dir(dir: &Path) -> Result<(), Error> {

@@ -54,7 +54,11 @@ impl Authority {
     /// Revokes a certificate by serial number: for one whose file is gone, e.g. replaced by
     /// `issue --force`. The serial is listed as given (a CRL may list serials the CA never
     /// issued; they match nothing).
+    ///
+    /// Concurrent revocations (two terminals, or a script) are serialised by a lock on the CA
+    /// directory, so none is lost.
     pub fn revoke_serial(&self, serial: &Serial, now: OffsetDateTime) -> Result<Revocation, Error> {
+        let _lock = fsutil::lock_dir(self.dir.path())?;
         let mut crl = self.read_crl()?;
         let crl_path = self.dir.crl();
         let mut revocation = Revocation {
@@ -139,6 +143,32 @@ mod tests {
         assert!(!by_serial.already_revoked && by_serial.name.is_none());
         assert_eq!((by_serial.crl_number, by_serial.revoked_count), (4, 3));
         assert!(ca.revoke_serial(&stray, now).unwrap().already_revoked);
+    }
+
+    #[test]
+    fn concurrent_revocations_are_all_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::now_utc();
+        let td = TrustDomain::new("example.org").unwrap();
+        Authority::init(tmp.path(), &InitParams::new(td, now).unwrap(), now).unwrap();
+        // Each thread opens the CA on its own, as separate `aimux certs revoke` runs would.
+        let serials: Vec<Serial> = (0..8u8)
+            .map(|i| Serial::from_be_bytes(&[0x10, i]))
+            .collect();
+        std::thread::scope(|scope| {
+            for serial in &serials {
+                let dir = tmp.path();
+                scope.spawn(move || {
+                    let ca = Authority::open(dir).unwrap();
+                    ca.revoke_serial(serial, now).unwrap();
+                });
+            }
+        });
+        let crl = Authority::open(tmp.path()).unwrap().read_crl().unwrap();
+        let lost: Vec<_> = serials.iter().filter(|s| !crl.is_revoked(s)).collect();
+        assert!(lost.is_empty(), "revocations lost: {lost:?}");
+        assert_eq!(crl.entries.len(), serials.len());
+        assert_eq!(crl.number, 1 + serials.len() as u64);
     }
 
     #[test]
