@@ -1,4 +1,4 @@
-//! A2A 1.0 (JSON-RPC and HTTP+JSON/REST bindings) and 0.3 (JSON-RPC), all named with the
+//! A2A 1.0 (JSON-RPC, HTTP+JSON/REST and gRPC bindings) and 0.3 (JSON-RPC, REST, gRPC), all named with the
 //! 1.0 method names so one rule covers every binding and version. The target is the skill
 //! the caller names under the metadata key `aimux.skill` (sidecar/INTENTS.md).
 
@@ -123,6 +123,38 @@ fn rest_operation(method: &Method, path: &Path<'_>, signalled: bool) -> Option<&
     None
 }
 
+/// The gRPC services of A2A: 1.0's package `lf.a2a.v1` (A2A 1.0 §10) and 0.3's `a2a.v1`.
+const GRPC_SERVICES: [&str; 2] = ["lf.a2a.v1.A2AService", "a2a.v1.A2AService"];
+
+/// A2A 0.3's gRPC names that differ from 1.0's (`a2a.proto` 0.3).
+const GRPC_03_ALIASES: [(&str, &str); 2] = [
+    ("TaskSubscription", "SubscribeToTask"),
+    // 0.3's `GetAgentCard` RPC is the authenticated card (REST `GET /v1/card`).
+    ("GetAgentCard", "GetExtendedAgentCard"),
+];
+
+/// The RPC a gRPC call names, if it is a call to an A2A service: gRPC puts
+/// `/{package}.{Service}/{Method}` in `:path` (gRPC PROTOCOL-HTTP2.md, "Path") and always
+/// POSTs. The 1.0 name when the RPC is known, else the RPC as sent (a newer A2A method
+/// needs no code change). Matched from the end of the path, like the REST routes, for
+/// gateways that mount gRPC under a prefix.
+fn grpc_operation<'p>(method: &Method, path: &'p Path<'_>) -> Option<Cow<'p, str>> {
+    if method != Method::POST {
+        return None;
+    }
+    let [service, rpc] = path.tail::<2>()?;
+    if !GRPC_SERVICES.contains(&service) || rpc.is_empty() {
+        return None;
+    }
+    let known = v1_name(rpc).or_else(|| {
+        GRPC_03_ALIASES
+            .iter()
+            .find(|(old, _)| *old == rpc)
+            .map(|(_, new)| *new)
+    });
+    Some(known.map_or(Cow::Borrowed(rpc), Cow::Borrowed))
+}
+
 /// The agent card fetch (A2A 1.0 §8.2 well-known URI; `agent.json` before 0.3), under any
 /// prefix: agents are often served below a path of their own.
 fn is_card(method: &Method, path: &Path<'_>) -> bool {
@@ -133,9 +165,12 @@ fn is_card(method: &Method, path: &Path<'_>) -> bool {
         )
 }
 
-/// A2A by its path alone: a distinctive REST route or the agent card.
+/// A2A by its path alone: a gRPC call to an A2A service, a distinctive REST route or the
+/// agent card.
 pub(super) fn by_path(method: &Method, path: &Path<'_>) -> bool {
-    rest_operation(method, path, false).is_some() || is_card(method, path)
+    grpc_operation(method, path).is_some()
+        || rest_operation(method, path, false).is_some()
+        || is_card(method, path)
 }
 
 /// The intent of a request known to be A2A; `signalled` if an A2A header said so.
@@ -147,7 +182,11 @@ pub(super) fn intent<'a>(
 ) -> Draft<'a> {
     let mut d = Draft::new(Protocol::A2a);
     let probe = body.probe();
-    if let Some(m) = probe.and_then(|p| p.method.as_deref()) {
+    if let Some(op) = grpc_operation(method, path) {
+        // gRPC: the body is length-prefixed protobuf, which the sniffer does not decode,
+        // so the skill is not read (INTENTS.md).
+        d.operation = Cow::Owned(op.into_owned());
+    } else if let Some(m) = probe.and_then(|p| p.method.as_deref()) {
         // JSON-RPC: `params` is the request (`SendMessageRequest` has `message` and
         // `metadata`); an unknown method is carried as sent.
         d.operation = v1_name(m).map_or(Cow::Borrowed(m), Cow::Borrowed);
@@ -187,6 +226,39 @@ mod tests {
         );
         assert_eq!(v1_name("tools/call"), None);
         assert_eq!(v1_name("sendmessage"), None);
+    }
+
+    #[test]
+    fn grpc_paths_name_the_rpc_in_1_0_terms() {
+        let op = |m: Method, p: &str| grpc_operation(&m, &Path::new(p)).map(Cow::into_owned);
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            op(Method::POST, "/lf.a2a.v1.A2AService/SendMessage"),
+            some("SendMessage")
+        );
+        assert_eq!(
+            op(Method::POST, "/a2a.v1.A2AService/TaskSubscription"),
+            some("SubscribeToTask")
+        );
+        assert_eq!(
+            op(Method::POST, "/a2a.v1.A2AService/GetAgentCard"),
+            some("GetExtendedAgentCard")
+        );
+        assert_eq!(
+            op(
+                Method::POST,
+                "/a2a.v1.A2AService/ListTaskPushNotificationConfig"
+            ),
+            some("ListTaskPushNotificationConfigs")
+        );
+        assert_eq!(
+            op(Method::POST, "/mesh/lf.a2a.v1.A2AService/FutureRpc"),
+            some("FutureRpc")
+        );
+        assert_eq!(op(Method::GET, "/lf.a2a.v1.A2AService/SendMessage"), None);
+        assert_eq!(op(Method::POST, "/lf.a2a.v1.A2AService"), None);
+        assert_eq!(op(Method::POST, "/acme.v1.Orders/SendMessage"), None);
+        assert_eq!(op(Method::POST, "/lf.a2a.v1.a2aservice/SendMessage"), None);
     }
 
     #[test]
