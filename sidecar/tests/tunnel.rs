@@ -36,8 +36,15 @@ over_both!(
 fn dead_port(transport: Transport) -> SocketAddr {
     match transport {
         Transport::H2 => {
-            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            socket.local_addr().unwrap()
+            // Bound but not listening, for the whole test binary: refused, and never handed
+            // to a parallel test's listener.
+            static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> =
+                std::sync::Mutex::new(Vec::new());
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+            let addr = socket.local_addr().unwrap();
+            HELD.lock().unwrap().push(socket);
+            addr
         }
         _ => {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

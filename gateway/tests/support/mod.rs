@@ -110,10 +110,16 @@ pub fn new_ca(dir: &std::path::Path) -> Authority {
     Authority::init(dir, &params, now()).unwrap()
 }
 
-/// A port on which nothing listens.
+/// A loopback port on which nothing listens, and nothing will while the test binary runs:
+/// the port stays bound (not listening), so a parallel test's listener cannot be given it,
+/// and connections to it are refused.
 pub fn closed_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    HELD.lock().unwrap().push(socket);
+    addr
 }
 
 pub fn service(name: &str, url: String) -> ServiceConfig {
