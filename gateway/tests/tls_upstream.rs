@@ -12,7 +12,7 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use aimux_gateway::{ServiceConfig, UpstreamProtocol, UpstreamTls};
+use aimux_gateway::{BreakerConfig, ServiceConfig, UpstreamProtocol, UpstreamTls};
 use aimux_wire::Outcome;
 use bytes::Bytes;
 use support::tls::{self, TestCa};
@@ -216,6 +216,42 @@ async fn an_untrusted_certificate_is_refused_with_the_reason(t: Transport) {
 }
 
 support::over_both!(an_untrusted_certificate_is_refused_with_the_reason);
+
+/// A breaker opened by certificate failures does not hide them: its refusal names the last.
+#[tokio::test]
+async fn an_open_breaker_still_names_the_certificate_failure() {
+    let mesh = Mesh::new();
+    let trusted = TestCa::new("the CA the service names");
+    let other = TestCa::new("some other CA");
+    let server = tls::start(&other, &["127.0.0.1"], &[H2, HTTP11]).await;
+    let mut svc = secure(url(server.addr), UpstreamProtocol::Auto, &trusted);
+    svc.breaker = BreakerConfig {
+        consecutive_failures: 2,
+        cooldown: std::time::Duration::from_secs(60),
+    };
+    let gw = gateway(&mesh, svc).await;
+    // POSTs are not retried: one handshake, one failure each.
+    for _ in 0..2 {
+        let (status, _, body) = post(&gw, b"x").await;
+        assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    }
+    let (status, headers, body) = post(&gw, b"x").await;
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{text}");
+    assert_eq!(headers["x-aimux-outcome"], "upstream_unreachable");
+    assert!(text.contains("circuit breaker is open"), "{text}");
+    assert!(
+        text.contains("(the last: upstream https://")
+            && text.contains("sent a certificate that is not trusted: UnknownIssuer"),
+        "{text}"
+    );
+    assert_eq!(
+        server.connections.load(Ordering::SeqCst),
+        2,
+        "the open breaker sent nothing"
+    );
+    gw.stop().await.unwrap();
+}
 
 #[tokio::test]
 async fn server_name_overrides_the_name_checked_and_sent() {

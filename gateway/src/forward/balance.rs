@@ -38,6 +38,10 @@ const FULL_SCAN_MAX: usize = 4;
 /// Far enough for any cooldown that would overflow `Instant`.
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The longest failure cause an upstream keeps (bytes); longer ones are cut at a character
+/// boundary. Causes quote upstreams' answers, so they are bounded like everything else.
+const MAX_CAUSE: usize = 512;
+
 /// The state of an upstream's circuit breaker, as reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BreakerState {
@@ -150,6 +154,9 @@ struct Endpoint {
     config: BreakerConfig,
     /// "upstream URL of service `NAME`", for logs.
     label: String,
+    /// When and why it last failed, so that a refusal because its breaker is open can say
+    /// what opened it.
+    last_failure: Mutex<Option<(Instant, String)>>,
 }
 
 impl Endpoint {
@@ -184,16 +191,24 @@ impl Endpoint {
             .is_ok()
     }
 
-    fn log(&self, transition: Transition) {
+    fn last_failure(&self) -> std::sync::MutexGuard<'_, Option<(Instant, String)>> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn log(&self, transition: Transition, cause: &str) {
         let cooldown = self.config.cooldown.as_secs_f64();
         match transition {
             Transition::Opened => tracing::warn!(
-                "{}: circuit breaker opened after {} consecutive failures; no requests for {cooldown} s",
+                "{}: circuit breaker opened after {} consecutive failures (the last: {cause}); \
+                 no requests for {cooldown} s",
                 self.label,
                 self.config.consecutive_failures
             ),
             Transition::Reopened => tracing::warn!(
-                "{}: the trial request failed; circuit breaker open for another {cooldown} s",
+                "{}: the trial request failed ({cause}); circuit breaker open for another \
+                 {cooldown} s",
                 self.label
             ),
             Transition::Closed => {
@@ -225,22 +240,30 @@ impl Lease {
 
     /// The upstream answered.
     pub(crate) fn succeeded(&mut self) {
-        self.settle(|b, trial| b.success(trial));
+        self.settle(|b, trial| b.success(trial), "");
     }
 
-    /// The upstream failed: connection failure, timeout, or a 502/503/504.
-    pub(crate) fn failed(&mut self, now: Instant) {
+    /// The upstream failed: connection failure, timeout, or a 502/503/504. `cause` says
+    /// what happened; it is kept for the refusals and logs of an open breaker.
+    pub(crate) fn failed(&mut self, now: Instant, cause: &str) {
         let config = self.endpoint.config;
-        self.settle(|b, trial| b.failure(trial, now, &config));
+        if self.endpoint.enabled() && !self.settled {
+            *self.endpoint.last_failure() = Some((now, bounded(cause).to_owned()));
+        }
+        self.settle(|b, trial| b.failure(trial, now, &config), cause);
     }
 
-    fn settle(&mut self, report: impl FnOnce(&mut Breaker, bool) -> Option<Transition>) {
+    fn settle(
+        &mut self,
+        report: impl FnOnce(&mut Breaker, bool) -> Option<Transition>,
+        cause: &str,
+    ) {
         if std::mem::replace(&mut self.settled, true) || !self.endpoint.enabled() {
             return;
         }
         let transition = report(&mut self.endpoint.breaker(), self.trial);
         if let Some(t) = transition {
-            self.endpoint.log(t);
+            self.endpoint.log(t, bounded(cause));
         }
     }
 }
@@ -254,6 +277,18 @@ impl Drop for Lease {
     }
 }
 
+/// `cause` cut to [`MAX_CAUSE`] bytes at a character boundary.
+fn bounded(cause: &str) -> &str {
+    if cause.len() <= MAX_CAUSE {
+        return cause;
+    }
+    let end = (0..=MAX_CAUSE)
+        .rev()
+        .find(|&i| cause.is_char_boundary(i))
+        .unwrap_or(0);
+    cause.get(..end).unwrap_or_default()
+}
+
 /// Why no upstream could be picked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Unavailable {
@@ -262,9 +297,13 @@ pub(crate) enum Unavailable {
     NoUpstreams,
     /// Every breaker is open, or half-open with its trial under way.
     #[error(
-        "{} after repeated failures; {}",
+        "{} after repeated failures{}; {}",
         if *.upstreams == 1 { "its upstream's circuit breaker is open".to_owned() }
         else { format!("the circuit breakers of all {upstreams} of its upstreams are open") },
+        match .last_failure {
+            Some(cause) => format!(" (the last: {cause})"),
+            None => String::new(),
+        },
         match .retry_in {
             Some(d) => format!("the first is tried again in {:.1} s", d.as_secs_f64()),
             None => "trial requests are under way".to_owned(),
@@ -275,6 +314,8 @@ pub(crate) enum Unavailable {
         /// When the first open breaker half-opens; `None` if all are half-open with a trial
         /// in flight.
         retry_in: Option<Duration>,
+        /// The most recent failure among them, as the forwarder described it.
+        last_failure: Option<String>,
     },
     /// Every upstream that would take a request has `limit` requests in flight already.
     #[error(
@@ -334,6 +375,7 @@ impl Balancer {
                     breaker: Mutex::new(Breaker::Closed { failures: 0 }),
                     config: breaker,
                     label: format!("upstream {url} of service `{service}`"),
+                    last_failure: Mutex::new(None),
                 })
             })
             .collect();
@@ -457,9 +499,16 @@ impl Balancer {
                 _ => None,
             })
             .min();
+        let last_failure = self
+            .endpoints
+            .iter()
+            .filter_map(|e| e.last_failure().clone())
+            .max_by_key(|(at, _)| *at)
+            .map(|(_, cause)| cause);
         Unavailable::AllOpen {
             upstreams: self.endpoints.len(),
             retry_in,
+            last_failure,
         }
     }
 

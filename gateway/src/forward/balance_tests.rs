@@ -21,7 +21,7 @@ fn balancer(n: usize, balance: Balance, failures: u32) -> Balancer {
 fn fail(b: &Balancer, index: usize, times: u32, now: Instant) {
     for _ in 0..times {
         let mut lease = b.admit(index, now).unwrap();
-        lease.failed(now);
+        lease.failed(now, &format!("u{index} refused the connection"));
     }
 }
 
@@ -65,13 +65,14 @@ fn half_open_lets_one_trial_through_and_its_verdict_decides() {
         err,
         Unavailable::AllOpen {
             upstreams: 1,
-            retry_in: Some(Duration::from_secs(6))
+            retry_in: Some(Duration::from_secs(6)),
+            last_failure: Some("u0 refused the connection".to_owned()),
         }
     );
     assert_eq!(
         err.to_string(),
-        "its upstream's circuit breaker is open after repeated failures; the first is \
-         tried again in 6.0 s"
+        "its upstream's circuit breaker is open after repeated failures (the last: u0 \
+         refused the connection); the first is tried again in 6.0 s"
     );
 
     let t1 = t0 + Duration::from_secs(10);
@@ -81,11 +82,11 @@ fn half_open_lets_one_trial_through_and_its_verdict_decides() {
     let busy = b.pick(t1).unwrap_err();
     assert_eq!(
         busy.to_string(),
-        "its upstream's circuit breaker is open after repeated failures; trial requests \
-         are under way"
+        "its upstream's circuit breaker is open after repeated failures (the last: u0 \
+         refused the connection); trial requests are under way"
     );
     // The trial fails: open for another cooldown from the failure.
-    trial.failed(t1);
+    trial.failed(t1, "trial failed");
     drop(trial);
     assert!(b.pick(t1 + Duration::from_secs(9)).is_err());
 
@@ -115,7 +116,7 @@ fn an_abandoned_trial_frees_the_slot_and_stale_reports_are_ignored() {
     assert!(again.trial, "the slot came back");
     // Only the first report of a lease counts.
     again.succeeded();
-    again.failed(t1);
+    again.failed(t1, "again");
     assert_eq!(b.status(t1)[0].breaker, BreakerState::Closed);
 }
 
@@ -198,8 +199,8 @@ fn all_open_says_when_the_first_one_half_opens() {
     let err = b.pick(t0 + Duration::from_secs(5)).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the circuit breakers of all 3 of its upstreams are open after repeated failures; \
-         the first is tried again in 5.0 s"
+        "the circuit breakers of all 3 of its upstreams are open after repeated failures \
+         (the last: u2 refused the connection); the first is tried again in 5.0 s"
     );
     assert_eq!(
         b.pick(t0 + Duration::from_secs(10)).unwrap().index(),
@@ -347,4 +348,29 @@ fn concurrent_picks_never_exceed_the_limit() {
         t.join().unwrap();
     }
     assert!(b.status(Instant::now()).iter().all(|s| s.outstanding == 0));
+}
+
+#[test]
+fn an_open_breaker_names_the_most_recent_failure_bounded() {
+    let b = balancer(2, Balance::RoundRobin, 1);
+    let t0 = Instant::now();
+    fail(&b, 1, 1, t0);
+    let mut lease = b.admit(0, t0 + Duration::from_secs(1)).unwrap();
+    // A multi-byte character straddles the bound: the cause is cut before it.
+    let long = format!("{}é{}", "x".repeat(MAX_CAUSE - 1), "y".repeat(100));
+    lease.failed(t0 + Duration::from_secs(1), &long);
+    let Err(Unavailable::AllOpen { last_failure, .. }) = b.pick(t0 + Duration::from_secs(2)) else {
+        panic!("both breakers should be open");
+    };
+    assert_eq!(last_failure, Some("x".repeat(MAX_CAUSE - 1)));
+
+    // A request that already had its verdict does not overwrite the cause.
+    let b = balancer(1, Balance::RoundRobin, 1);
+    let mut lease = b.admit(0, t0).unwrap();
+    lease.failed(t0, "first");
+    lease.failed(t0, "second");
+    let Err(Unavailable::AllOpen { last_failure, .. }) = b.pick(t0) else {
+        panic!("the breaker should be open");
+    };
+    assert_eq!(last_failure.as_deref(), Some("first"));
 }

@@ -213,18 +213,18 @@ impl Forwarder {
                 Ok((tcp, lease))
             }
             Ok(Err(e)) => {
-                lease.failed(Instant::now());
-                Err(Refusal::new(
+                let refusal = Refusal::new(
                     Outcome::UpstreamUnreachable,
                     format!(
                         "upstream {} of service `{}` could not be reached: {e}",
                         upstream.url, service.name
                     ),
-                ))
+                );
+                lease.failed(Instant::now(), &refusal.reason);
+                Err(refusal)
             }
             Err(_) => {
-                lease.failed(Instant::now());
-                Err(Refusal::new(
+                let refusal = Refusal::new(
                     Outcome::UpstreamUnreachable,
                     format!(
                         "upstream {} of service `{}` did not accept a connection within {}s",
@@ -232,7 +232,9 @@ impl Forwarder {
                         service.name,
                         self.connect_timeout.as_secs_f64()
                     ),
-                ))
+                );
+                lease.failed(Instant::now(), &refusal.reason);
+                Err(refusal)
             }
         }
     }
@@ -331,7 +333,13 @@ impl Forwarder {
         match result {
             Ok(Ok(response)) => {
                 if is_upstream_failure(response.status()) {
-                    lease.failed(Instant::now());
+                    let cause = format!(
+                        "upstream {} of service `{}` answered {}",
+                        upstream.url,
+                        service.name,
+                        response.status()
+                    );
+                    lease.failed(Instant::now(), &cause);
                 } else {
                     lease.succeeded();
                 }
@@ -339,8 +347,7 @@ impl Forwarder {
             }
             Ok(Err(e)) if e.is_request_body_error() => Err(ForwardError::Cancelled(e.chain())),
             Ok(Err(e)) => {
-                lease.failed(Instant::now());
-                Err(ForwardError::Refused(match e {
+                let refusal = match e {
                     UpstreamError::Hyper(e) => client::refusal(
                         &e,
                         &upstream.url,
@@ -349,11 +356,12 @@ impl Forwarder {
                         self.connect_timeout,
                     ),
                     UpstreamError::H3(e) => e.refusal(&upstream.url, &service.name),
-                }))
+                };
+                lease.failed(Instant::now(), &refusal.reason);
+                Err(ForwardError::Refused(refusal))
             }
             Err(_) => {
-                lease.failed(Instant::now());
-                Err(ForwardError::Refused(Refusal::new(
+                let refusal = Refusal::new(
                     Outcome::UpstreamTimeout,
                     format!(
                         "upstream {} of service `{}` sent no response head within {}s of \
@@ -362,7 +370,9 @@ impl Forwarder {
                         service.name,
                         head_timeout.as_secs_f64()
                     ),
-                )))
+                );
+                lease.failed(Instant::now(), &refusal.reason);
+                Err(ForwardError::Refused(refusal))
             }
         }
     }
