@@ -365,18 +365,42 @@ impl Balancer {
         breaker: BreakerConfig,
         max_requests: u32,
     ) -> Self {
+        Self::reusing(service, upstreams, balance, breaker, max_requests, None)
+    }
+
+    /// Like [`Balancer::new`], but an upstream that `previous` (this service's balancer
+    /// before a reload) also had, with the same breaker settings and request limit, keeps
+    /// its state: breaker, requests in flight (whose leases still point at it) and last
+    /// failure. Adding an upstream to a list then does not forget that another is down.
+    pub(crate) fn reusing<'a>(
+        service: &str,
+        upstreams: impl IntoIterator<Item = &'a str>,
+        balance: Balance,
+        breaker: BreakerConfig,
+        max_requests: u32,
+        previous: Option<&Balancer>,
+    ) -> Self {
         let max_requests = usize::try_from(max_requests).unwrap_or(usize::MAX).max(1);
         let endpoints = upstreams
             .into_iter()
             .map(|url| {
-                Arc::new(Endpoint {
-                    outstanding: AtomicUsize::new(0),
-                    max_requests,
-                    breaker: Mutex::new(Breaker::Closed { failures: 0 }),
-                    config: breaker,
-                    label: format!("upstream {url} of service `{service}`"),
-                    last_failure: Mutex::new(None),
-                })
+                let label = format!("upstream {url} of service `{service}`");
+                let kept = previous.and_then(|p| {
+                    p.endpoints.iter().find(|e| {
+                        e.label == label && e.config == breaker && e.max_requests == max_requests
+                    })
+                });
+                match kept {
+                    Some(endpoint) => Arc::clone(endpoint),
+                    None => Arc::new(Endpoint {
+                        outstanding: AtomicUsize::new(0),
+                        max_requests,
+                        breaker: Mutex::new(Breaker::Closed { failures: 0 }),
+                        config: breaker,
+                        label,
+                        last_failure: Mutex::new(None),
+                    }),
+                }
             })
             .collect();
         Self {

@@ -69,6 +69,11 @@ impl std::fmt::Debug for H3Upstream {
 }
 
 impl H3Upstream {
+    /// `https://host:port/base`, as normalised from the configuration.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Parses an `https://host[:port][/base]` upstream URL of an `http3` service. The
     /// base-URL rules are those of every other upstream ([`Upstream::parse`]).
     pub(super) fn parse(

@@ -130,7 +130,9 @@ pub(crate) struct Service {
     pub(super) tcp: bool,
     pub(super) tls_client: Option<client::TlsClient>,
     /// For an `http3` service, the QUIC side of each upstream (same order as `upstreams`).
-    pub(super) h3: Vec<H3Upstream>,
+    pub(super) h3: Vec<Arc<H3Upstream>>,
+    /// The connect timeout its TLS client was built with.
+    connect_timeout: Duration,
     /// An agent of the mesh: requests go over its sidecar's connection, not to upstreams.
     pub(super) agent: Option<aimux_certs::WorkloadName>,
 }
@@ -139,6 +141,19 @@ impl Service {
     pub(super) fn from_config(
         cfg: &ServiceConfig,
         connect_timeout: Duration,
+    ) -> Result<Self, GatewayError> {
+        Self::after(cfg, connect_timeout, None)
+    }
+
+    /// The service `cfg` describes. When it replaces `previous` (its configuration and
+    /// service before a reload), what the change does not touch carries over: each upstream
+    /// still listed keeps its breaker and requests in flight if the breaker settings and
+    /// request limit are the same; the TLS client (with its connection pool) if TLS,
+    /// protocol and connect timeout are; each HTTP/3 upstream's connection if TLS is.
+    fn after(
+        cfg: &ServiceConfig,
+        connect_timeout: Duration,
+        previous: Option<(&ServiceConfig, &Service)>,
     ) -> Result<Self, GatewayError> {
         if let Some(agent) = &cfg.agent {
             return Self::agent(cfg, agent);
@@ -156,13 +171,29 @@ impl Service {
                 service: cfg.name.clone(),
             });
         }
+        // Same protocol and TLS settings: pools and connections to the same URLs still fit.
+        let same_transport = previous.filter(|(old_cfg, old)| {
+            old_cfg.protocol == cfg.protocol
+                && old_cfg.tls == cfg.tls
+                && old.connect_timeout == connect_timeout
+        });
         let (upstreams, h3) = match cfg.protocol {
             UpstreamProtocol::Http3 => {
                 let quic = h3::client_config(&cfg.name, &cfg.tls)?;
-                cfg.upstreams
+                let (upstreams, fresh): (Vec<_>, Vec<_>) = cfg
+                    .upstreams
                     .iter()
                     .map(|u| H3Upstream::parse(&cfg.name, u, &cfg.tls, &quic))
-                    .collect::<Result<(Vec<_>, Vec<_>), _>>()?
+                    .collect::<Result<_, GatewayError>>()?;
+                let h3 = fresh
+                    .into_iter()
+                    .map(|new| {
+                        same_transport
+                            .and_then(|(_, old)| old.h3.iter().find(|o| o.url() == new.url()))
+                            .map_or_else(|| Arc::new(new), Arc::clone)
+                    })
+                    .collect();
+                (upstreams, h3)
             }
             _ => (
                 cfg.upstreams
@@ -189,21 +220,25 @@ impl Service {
         check_schemes(&cfg.name, cfg.protocol, &upstreams)?;
         let tls_client =
             if cfg.protocol != UpstreamProtocol::Http3 && upstreams.iter().any(|u| u.tls) {
-                Some(client::build_tls(
-                    &cfg.name,
-                    &cfg.tls,
-                    cfg.protocol,
-                    connect_timeout,
-                )?)
+                match same_transport.and_then(|(_, old)| old.tls_client.clone()) {
+                    Some(kept) => Some(kept),
+                    None => Some(client::build_tls(
+                        &cfg.name,
+                        &cfg.tls,
+                        cfg.protocol,
+                        connect_timeout,
+                    )?),
+                }
             } else {
                 None
             };
-        let balancer = Balancer::new(
+        let balancer = Balancer::reusing(
             &cfg.name,
             upstreams.iter().map(|u| u.url.as_str()),
             cfg.balance,
             cfg.breaker,
             cfg.max_requests,
+            previous.map(|(_, old)| &old.balancer),
         );
         Ok(Self {
             name: cfg.name.clone(),
@@ -214,6 +249,7 @@ impl Service {
             tcp,
             tls_client,
             h3,
+            connect_timeout,
             agent: None,
         })
     }
@@ -241,8 +277,15 @@ impl Service {
             tcp: false,
             tls_client: None,
             h3: Vec::new(),
+            connect_timeout: Duration::ZERO,
             agent: Some(agent.clone()),
         })
+    }
+
+    /// True if its TLS client was built with `connect_timeout` (or it has none), so a
+    /// reload with that timeout may keep it whole.
+    fn connect_timeout_fits(&self, connect_timeout: Duration) -> bool {
+        self.tls_client.is_none() || self.connect_timeout == connect_timeout
     }
 
     /// The agent this service is, if it is one.
@@ -318,10 +361,10 @@ pub(crate) struct Services {
 
 impl Services {
     /// The services of `configs` (connections to upstreams get `connect_timeout` to
-    /// connect). A service whose configuration is exactly the one it had
-    /// in `previous` (the table a reload replaces) is kept as it is, with its circuit
-    /// breakers, requests in flight, connection pools and HTTP/3 connections; only new or
-    /// changed services start afresh.
+    /// connect). A service whose configuration is exactly the one it had in `previous` (the
+    /// table a reload replaces) is kept as it is, with its circuit breakers, requests in
+    /// flight, connection pools and HTTP/3 connections; a changed one keeps what the change
+    /// does not touch ([`Service::after`]).
     pub(crate) fn from_config(
         configs: &[ServiceConfig],
         connect_timeout: Duration,
@@ -329,12 +372,18 @@ impl Services {
     ) -> Result<Self, GatewayError> {
         let mut by_name = HashMap::with_capacity(configs.len());
         for cfg in configs {
-            let kept = previous
-                .and_then(|p| p.by_name.get(&cfg.name))
-                .filter(|(old, _)| old == cfg)
-                .map(|(_, service)| Arc::clone(service));
-            let service = match kept {
-                Some(service) => service,
+            let before = previous.and_then(|p| p.by_name.get(&cfg.name));
+            let service = match before {
+                Some((old, service))
+                    if old == cfg && service.connect_timeout_fits(connect_timeout) =>
+                {
+                    Arc::clone(service)
+                }
+                Some((old, service)) => Arc::new(Service::after(
+                    cfg,
+                    connect_timeout,
+                    Some((old, service.as_ref())),
+                )?),
                 None => Arc::new(Service::from_config(cfg, connect_timeout)?),
             };
             if by_name
@@ -580,5 +629,96 @@ mod tests {
             .collect();
         assert_eq!(echo_status[0].outstanding, 1);
         drop(lease);
+    }
+
+    /// Opens the breaker of `url` in service `name` (default: 5 failures in a row).
+    fn break_upstream(services: &Services, name: &str, url: &str) {
+        let service = services.get(name).unwrap();
+        let now = Instant::now();
+        let mut failures = 0;
+        while failures < 5 {
+            let (up, mut lease) = service.pick(now).unwrap();
+            if up.url == url {
+                lease.failed(now, "refused");
+                failures += 1;
+            }
+        }
+    }
+
+    fn states(services: &Services, name: &str) -> Vec<(String, BreakerState, usize)> {
+        services
+            .upstream_status(Instant::now())
+            .into_iter()
+            .filter(|s| s.service == name)
+            .map(|s| (s.upstream.to_owned(), s.breaker, s.outstanding))
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_service_keeps_the_state_of_the_upstreams_it_still_lists() {
+        let echo = config(
+            "echo",
+            &["http://a:1", "http://b:2"],
+            UpstreamProtocol::Http1,
+        );
+        let before = Services::from_config(std::slice::from_ref(&echo), CONNECT, None).unwrap();
+        break_upstream(&before, "echo", "http://a:1");
+        let (up, lease) = before.get("echo").unwrap().pick(Instant::now()).unwrap();
+        assert_eq!(up.url, "http://b:2");
+
+        let mut grown = echo.clone();
+        grown.upstreams.push("http://c:3".parse().unwrap());
+        let after =
+            Services::from_config(std::slice::from_ref(&grown), CONNECT, Some(&before)).unwrap();
+        assert!(!Arc::ptr_eq(
+            before.get("echo").unwrap(),
+            after.get("echo").unwrap()
+        ));
+        let open = BreakerState::Open;
+        let closed = BreakerState::Closed;
+        assert_eq!(
+            states(&after, "echo"),
+            [
+                ("http://a:1".to_owned(), open, 0),
+                ("http://b:2".to_owned(), closed, 1),
+                ("http://c:3".to_owned(), closed, 0),
+            ]
+        );
+        drop(lease);
+        assert_eq!(
+            states(&after, "echo")[1].2,
+            0,
+            "the old lease settles on the kept upstream"
+        );
+
+        // Other breaker settings: every upstream starts afresh.
+        let mut stricter = grown;
+        stricter.breaker.consecutive_failures = 2;
+        let fresh = Services::from_config(&[stricter], CONNECT, Some(&after)).unwrap();
+        assert!(
+            states(&fresh, "echo")
+                .iter()
+                .all(|(_, state, _)| *state == closed)
+        );
+    }
+
+    #[test]
+    fn http3_connections_carry_over_unless_tls_changes() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let mut cfg = config("llm", &["https://a.test:443"], UpstreamProtocol::Http3);
+        cfg.tls.roots = vec![ca.cert.der().clone()];
+        let before = Services::from_config(std::slice::from_ref(&cfg), CONNECT, None).unwrap();
+        let mut grown = cfg.clone();
+        grown.upstreams.push("https://b.test:443".parse().unwrap());
+        let after =
+            Services::from_config(std::slice::from_ref(&grown), CONNECT, Some(&before)).unwrap();
+        let (old, new) = (before.get("llm").unwrap(), after.get("llm").unwrap());
+        assert!(Arc::ptr_eq(&old.h3[0], &new.h3[0]));
+        assert_eq!(new.h3[1].url(), "https://b.test:443");
+
+        let mut renamed = grown;
+        renamed.tls.server_name = Some("other.test".into());
+        let again = Services::from_config(&[renamed], CONNECT, Some(&after)).unwrap();
+        assert!(!Arc::ptr_eq(&new.h3[0], &again.get("llm").unwrap().h3[0]));
     }
 }
