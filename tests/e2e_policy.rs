@@ -339,10 +339,13 @@ async fn rate_limits_and_isolation_trigger_and_recover() {
     // The connection probes spent some of bob's tokens: let the bucket fill again.
     tokio::time::sleep(Duration::from_millis(1600)).await;
 
-    // Rate limit: a burst of three, then 429 with a Retry-After, then tokens again.
+    // Rate limit: a burst of three, then 429 with a Retry-After, then tokens again. The
+    // bucket refills 2 tokens/s while the calls run, so how many more pass depends on how
+    // long they took: at most one per 500 ms elapsed (and one for the edge).
     let mut statuses = Vec::new();
     let mut retry = None;
-    for _ in 0..5 {
+    let burst = Instant::now();
+    while retry.is_none() && statuses.len() < 20 {
         let (status, r, body) = mesh.call_tool_full(BOB, "a").await;
         statuses.push(status.as_u16());
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -350,12 +353,18 @@ async fn rate_limits_and_isolation_trigger_and_recover() {
                 body.contains("rate limit of 2 requests/s (burst 3)"),
                 "{body}"
             );
-            retry = r;
+            retry = Some(r);
         }
     }
+    let refilled = (burst.elapsed().as_secs_f64() * 2.0).floor() as usize;
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
-    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
-    assert_eq!(retry.as_deref(), Some("1"));
+    let passed = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        passed <= 3 + refilled + 1,
+        "{statuses:?} in {:?}",
+        burst.elapsed()
+    );
+    assert_eq!(retry, Some(Some("1".to_owned())), "{statuses:?}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(mesh.call_tool_full(BOB, "a").await.0, StatusCode::OK);
 
