@@ -163,7 +163,11 @@ impl Authority {
 
     /// Issues a certificate and key for `params.name` and writes them to `<name>.crt` and
     /// `<name>.key` (0600). Refuses to replace an existing name unless `params.force`.
+    ///
+    /// Holds the CA directory's lock throughout: two concurrent `--force` issues of one name
+    /// could otherwise leave one run's key next to the other's certificate.
     pub fn issue(&self, params: &IssueParams) -> Result<IssuedCert, Error> {
+        let _lock = fsutil::lock_dir(self.dir.path())?;
         let name = &params.name;
         let kind = params.kind.identity_kind();
         let (cert_path, key_path) = (self.dir.cert(name), self.dir.key(name));
@@ -302,6 +306,26 @@ mod tests {
 
     fn days(n: u32) -> Validity {
         Validity::days_from(OffsetDateTime::now_utc(), n).unwrap()
+    }
+
+    #[test]
+    fn concurrent_forced_issues_leave_a_matching_key_and_certificate() {
+        let (tmp, _ca) = setup();
+        let name = WorkloadName::new("alice").unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                let (dir, name) = (tmp.path(), name.clone());
+                scope.spawn(move || {
+                    let ca = Authority::open(dir).unwrap();
+                    let mut params = IssueParams::agent(name, days(30));
+                    params.force = true;
+                    ca.issue(&params).unwrap();
+                });
+            }
+        });
+        // `Identity::load` checks that the key belongs to the certificate.
+        let dir = tmp.path();
+        crate::pem::Identity::load(&dir.join("alice.crt"), &dir.join("alice.key")).unwrap();
     }
 
     #[test]
