@@ -148,8 +148,8 @@ impl Service {
     /// The service `cfg` describes. When it replaces `previous` (its configuration and
     /// service before a reload), what the change does not touch carries over: each upstream
     /// still listed keeps its breaker and requests in flight if the breaker settings and
-    /// request limit are the same; the TLS client (with its connection pool) if TLS,
-    /// protocol and connect timeout are; each HTTP/3 upstream's connection if TLS is.
+    /// request limit are the same; the TLS client (with its connection pool) and each
+    /// HTTP/3 upstream's connection if TLS, protocol and connect timeout are.
     fn after(
         cfg: &ServiceConfig,
         connect_timeout: Duration,
