@@ -163,6 +163,18 @@ pub enum GatewayError {
     },
 }
 
+/// `outer: inner: innermost`, each message once (wrappers often repeat their source's).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in std::iter::successors(Some(error), |e| e.source()) {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
 /// The OS error in operator terms, with a hint for the usual causes.
 fn describe_bind_error(e: &io::Error) -> String {
     match e.kind() {

@@ -51,9 +51,56 @@ pub(crate) fn app_code_name(code: u64) -> &'static str {
     }
 }
 
+/// `outer: inner: innermost`, each message once (wrappers often repeat their source's).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for e in std::iter::successors(Some(error), |e| e.source()) {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// [`error_chain`] without hyper-util's generic outer wrapper ("client error (Connect)"),
+/// which says nothing its sources do not.
+pub(crate) fn client_error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    error_chain(error.source().unwrap_or(error))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chains_name_each_cause_once() {
+        let inner = Wrapped("connection refused", None);
+        let twice = Wrapped("connection refused", Some(Box::new(inner)));
+        let outer = Wrapped("client error (Connect)", Some(Box::new(twice)));
+        assert_eq!(
+            error_chain(&outer),
+            "client error (Connect): connection refused"
+        );
+        assert_eq!(client_error_chain(&outer), "connection refused");
+        let alone = Wrapped("reset", None);
+        assert_eq!(client_error_chain(&alone), "reset");
+    }
 
     #[test]
     fn durations_read_naturally() {

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::body::RequestBody;
 use super::tls::{self, TlsConnector};
 use crate::config::{UpstreamProtocol, UpstreamTls};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, error_chain};
 use crate::policy::Refusal;
 use crate::tunnel::transport::RecvError;
 
@@ -115,7 +115,7 @@ pub(crate) fn refusal(
     protocol: UpstreamProtocol,
     connect_timeout: Duration,
 ) -> Refusal {
-    let chain = error_chain(error);
+    let chain = client_error_chain(error);
     let who = format!("upstream {upstream} of service `{service}`");
     if let Some(what) = tls::describe_failure(error, protocol) {
         return Refusal::new(Outcome::UpstreamUnreachable, format!("{who} {what}"));
@@ -164,18 +164,10 @@ fn find_io_kind(error: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
     None
 }
 
-/// `outer: inner: innermost`, skipping hyper-util's generic outer wrapper.
-pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = error.source().or(Some(error));
-    while let Some(e) = next {
-        let text = e.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
+/// [`error_chain`] without hyper-util's generic outer wrapper ("client error
+/// (Connect)"), which says nothing its sources do not.
+pub(crate) fn client_error_chain(error: &(dyn StdError + 'static)) -> String {
+    error_chain(error.source().unwrap_or(error))
 }
 
 #[cfg(test)]
@@ -198,7 +190,7 @@ mod tests {
     #[test]
     fn chains_skip_the_generic_wrapper_and_find_io_kinds() {
         let e = Outer(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
-        assert_eq!(error_chain(&e), "refused");
+        assert_eq!(client_error_chain(&e), "refused");
         assert_eq!(find_io_kind(&e), Some(io::ErrorKind::ConnectionRefused));
         assert!(!is_request_body_error(&e));
     }

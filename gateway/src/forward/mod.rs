@@ -81,7 +81,7 @@ impl UpstreamError {
 
     fn chain(&self) -> String {
         match self {
-            Self::Hyper(e) => client::error_chain(e),
+            Self::Hyper(e) => client::client_error_chain(e),
             Self::H3(e) => e.to_string(),
         }
     }

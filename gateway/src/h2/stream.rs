@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::error::error_chain;
 use crate::tunnel::transport::RecvError;
 
 /// The trailer field that carries an aimux stream code when a payload is abandoned (SPEC.md
@@ -266,20 +267,6 @@ impl RecvHalf {
         self.body = None;
         self.rest = Bytes::new();
     }
-}
-
-/// `outer: inner: innermost`.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut next = error.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use tracing::{debug, warn};
 
 use super::{Inbound, RESPONSE_HEAD_WAIT, agent_failed, answer, refuse};
 use crate::body::{RecvBody, RecvGuard};
+use crate::fmt::client_error_chain;
 use crate::reply::end_to_end;
 use crate::request::{connection_options, envelope_fields};
 use crate::tunnel::transport::{SendError, StreamRecv, StreamSend};
@@ -88,10 +89,13 @@ pub(super) async fn deliver(
                 let reason = if e.is_connect() {
                     format!(
                         "{label} could not be reached at http://{addr}: {}; is the agent running?",
-                        chain(&e)
+                        client_error_chain(&e)
                     )
                 } else {
-                    format!("{label} failed before answering: {}", chain(&e))
+                    format!(
+                        "{label} failed before answering: {}",
+                        client_error_chain(&e)
+                    )
                 };
                 let outcome = Outcome::UpstreamUnreachable;
                 return agent_failed(inbound, send, outcome, reason, request_id).await;
@@ -271,18 +275,4 @@ fn build(
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
     Ok(request)
-}
-
-/// `outer: inner: innermost`, skipping hyper-util's generic wrapper.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = error.source().or(Some(error));
-    while let Some(e) = next {
-        let text = e.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }

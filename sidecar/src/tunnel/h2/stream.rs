@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::io::ConnState;
 use super::slots::Slot;
+use crate::fmt::error_chain;
 use crate::tunnel::transport::RecvError;
 
 /// The trailer field that carries an aimux stream code when a payload is abandoned (SPEC.md
@@ -322,20 +323,6 @@ impl RecvHalf {
             RecvError::Aborted(error_chain(e))
         }
     }
-}
-
-/// `outer: inner: innermost`.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut next = error.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
