@@ -92,7 +92,9 @@ impl Inbound {
             Ok(id)
         } else {
             Err(format!(
-                "{} does not accept calls from {id}: it is not in the agent's inbound allow list",
+                "{} does not accept calls from {id}: it is not in the agent's inbound allow \
+                 list; to admit it, add \"{name}\" to `inbound.allow` of this agent in \
+                 mesh.toml",
                 self.label
             ))
         }
