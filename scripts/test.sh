@@ -68,6 +68,14 @@ AIMUX_PYTHON="$PWD/.venv/bin/python"
 export AIMUX_PYTHON
 
 # --- Rust ------------------------------------------------------------------------------
+# A build from a clean tree gains nothing from incremental state, which would take gigabytes
+# of disk beside the ~3 GB the test binaries need (Cargo.toml's [profile.dev] says why they
+# carry no dependency debug info).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+step "disk space for $target_dir: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free (a clean build needs about 4 GB)"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -85,3 +93,5 @@ fi
 
 step "cargo test (every crate, unit, integration and doc tests)"
 cargo test --workspace --locked
+
+step "done; $target_dir takes $(du -sh "$target_dir" | cut -f1)"
