@@ -54,7 +54,7 @@ if [ -z "${AIMUX_MINILM_DIR:-}" ]; then
 fi
 
 # --- The HTTP/3 interop peer -----------------------------------------------------------
-# gateway/tests/h3_interop.rs runs interop-tests/h3/server.py, an HTTP/3 server on aioquic
+# gateway/tests/integration/h3_interop.rs runs interop-tests/h3/server.py, an HTTP/3 server on aioquic
 # (an implementation independent of the gateway's h3 crate), with the Python in
 # AIMUX_PYTHON. aioquic and its dependencies install as wheels.
 aioquic_version=1.7.2
@@ -69,12 +69,12 @@ export AIMUX_PYTHON
 
 # --- Rust ------------------------------------------------------------------------------
 # A build from a clean tree gains nothing from incremental state, which would take gigabytes
-# of disk beside the ~3 GB the test binaries need (Cargo.toml's [profile.dev] says why they
+# of disk beside the ~2 GB the test binaries need (Cargo.toml's [profile.dev] says why they
 # carry no dependency debug info).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
-step "disk space for $target_dir: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free (a clean build needs about 4 GB)"
+step "disk space for $target_dir: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free (a clean build needs about 2.5 GB)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,5 +1,5 @@
 """A small HTTP/3 server on aioquic, an implementation independent of the gateway's h3
-crate, for the interop test gateway/tests/h3_interop.rs.
+crate, for the interop test gateway/tests/integration/h3_interop.rs.
 
   POST /echo       200 with the request body, once it has all arrived, and x-seen-* headers
                    saying what the server received (method, authority, path, Host,

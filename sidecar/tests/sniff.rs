@@ -11,8 +11,8 @@
 //! look-ahead would) and `complete = false` (the body is only a prefix).
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
-// Only the capture loader of the shared test support, not the gateway harness.
-#[path = "support/capture.rs"]
+// Loads the raw request captures under tests/fixtures/sniff/.
+#[path = "common/capture.rs"]
 mod capture;
 
 use std::collections::BTreeSet;

@@ -4,7 +4,7 @@
 //! carried concurrently, and bodies cross byte for byte.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 

@@ -3,7 +3,7 @@
 //! (SSE), failures. Every test runs once per transport.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! half-close in either direction reaches the other end while the other direction flows on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

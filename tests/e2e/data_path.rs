@@ -4,7 +4,7 @@
 //! both tunnels: mutual-TLS QUIC and HTTP/2 over mutual TLS over TCP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -7,7 +7,7 @@
 //! runs over both tunnels.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! chunked trailer section. Every test runs over both tunnel transports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! identity and the envelope's destination, intent and path, and reported as an outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use aimux_gateway::{AccessRuleConfig, Action, GatewayConfig, Glob, RouteConfig};
 use aimux_wire::{Intent, Outcome, Protocol};

@@ -14,7 +14,7 @@
 //!   with a reason otherwise, unless AIMUX_REQUIRE_PRIVILEGED_TESTS=1 (set by CI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::process::Command;

@@ -13,7 +13,7 @@
 //! Alice's tunnel is QUIC in one test and HTTP/2 over TLS in the other.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! per transport: the same verifier and CRL guard QUIC and HTTP/2.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(unused_macros, unused_imports)] // the transport macro is for the tunnel tests
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

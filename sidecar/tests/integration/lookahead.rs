@@ -5,7 +5,7 @@
 // Test helpers outside `#[test]` functions may unwrap too (clippy.toml allows it in tests).
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use aimux_sidecar::Transport;
 use aimux_wire::{IntentFlags, Protocol};

@@ -1,7 +1,7 @@
 //! The dev-mode HTTP listener, the admin endpoints and shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+use crate::support;
 
 use aimux_wire::{Outcome, codes};
 use bytes::{Bytes, BytesMut};
