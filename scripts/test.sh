@@ -54,8 +54,8 @@ if [ -z "${AIMUX_MINILM_DIR:-}" ]; then
 fi
 
 # --- The HTTP/3 interop peer -----------------------------------------------------------
-# gateway/tests/integration/h3_interop.rs runs interop-tests/h3/server.py, an HTTP/3 server on aioquic
-# (an implementation independent of the gateway's h3 crate), with the Python in
+# gateway/tests/integration/h3_interop.rs runs interop-tests/h3/server.py, an HTTP/3 server
+# on aioquic (an implementation independent of the gateway's h3 crate), with the Python in
 # AIMUX_PYTHON. aioquic and its dependencies install as wheels.
 aioquic_version=1.7.2
 installed="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("aioquic"))' 2>/dev/null || true)"

@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::fmt::app_code_name;
 use crate::tunnel::transport::{SendError, StreamSend};
@@ -135,10 +135,16 @@ pub(crate) async fn upload(
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(chunk) => chunk,
-                Err(_trailers) => {
-                    // The envelope has no trailer field yet; HTTP/1.1 chunked trailers are
-                    // rare and optional to forward (RFC 9110 §6.5.1).
-                    debug!(%request_id, "dropping request trailers");
+                Err(trailers) => {
+                    // Request payloads are never framed in wire version 1 (SPEC.md §6.3): a
+                    // gateway that skipped an unknown "framed" field would forward the frames
+                    // as body bytes. Dropping is allowed (RFC 9110 §6.5.1) and rare (gRPC has
+                    // no request trailers), so it is said, not silent.
+                    let names: Vec<&str> = trailers
+                        .trailers_ref()
+                        .map(|t| t.keys().map(|k| k.as_str()).collect())
+                        .unwrap_or_default();
+                    warn!(%request_id, ?names, "the agent sent request trailers; they are dropped (the mesh carries only response trailers)");
                     continue;
                 }
             },

@@ -2,7 +2,8 @@
 //! envelope's `te-trailers`; a framed answer is decoded, its DATA frames become the body and
 //! its TRAILERS frame the trailers the agent receives (natively over HTTP/2, as a chunked
 //! trailer section over HTTP/1.1); a malformed or truncated framed payload aborts the
-//! agent's response instead of ending it. A test gateway writes the frames in 3-byte
+//! agent's response instead of ending it; an agent's request trailers are dropped and its
+//! body arrives unframed. A test gateway writes the frames in 3-byte
 //! pieces, so frame boundaries never line up with what the transport delivers. Every test
 //! runs over both tunnels.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +32,7 @@ over_both!(
     an_http1_agent_receives_them_in_the_chunked_trailer_section,
     without_te_the_request_asks_for_nothing_and_gets_no_trailers,
     broken_framed_payloads_abort_the_response,
+    an_agents_request_trailers_are_dropped_and_its_body_arrives_unframed,
 );
 
 const BODY: &[u8] = b"\x00\x00\x00\x00\x0d\x0a\x0bhello world";
@@ -52,7 +54,15 @@ fn gateway(stops: mpsc::UnboundedSender<Option<u64>>) -> Handler {
         async move {
             let te = s.envelope.te_trailers;
             let path = s.envelope.http.as_ref().unwrap().path.clone();
-            let _ = s.read_body().await;
+            let received = s.read_body().await;
+            if path == "/echo" {
+                // The request payload exactly as it arrived, unframed.
+                s.respond(&ResponseEnvelope::forwarded(HttpResponseHead::new(200)))
+                    .await;
+                s.write(received).await;
+                s.finish();
+                return;
+            }
             let limits = Limits::default();
             let mut head = HttpResponseHead::new(200)
                 .with_header("content-type", "application/grpc")
@@ -235,4 +245,41 @@ async fn broken_framed_payloads_abort_the_response(t: Transport) {
             }
         }
     }
+}
+
+/// Request payloads are never framed (SPEC.md §6.3): an agent's request trailers are dropped
+/// (with a warning), and the body arrives as the bytes the agent sent, with no framing.
+async fn an_agents_request_trailers_are_dropped_and_its_body_arrives_unframed(t: Transport) {
+    let (h, _) = start(t).await;
+    let tcp = tokio::net::TcpStream::connect(h.listener("tools"))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+    let frames: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> = vec![
+        Ok(hyper::body::Frame::data(Bytes::from_static(b"first "))),
+        Ok(hyper::body::Frame::data(Bytes::from_static(b"second"))),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let req = Request::post("http://tools/echo")
+        .header("host", "tools")
+        .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let collected = tokio::time::timeout(STEP, resp.into_body().collect())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(collected.to_bytes(), &b"first second"[..]);
 }
