@@ -74,7 +74,7 @@ export AIMUX_PYTHON
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
-step "disk space for $target_dir: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free (a clean build needs about 2.5 GB)"
+step "disk space for $target_dir: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free (a clean build needs about 2 GB)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
