@@ -168,7 +168,8 @@ impl Forwarder {
         };
         let retryable = method.is_idempotent() && body.is_empty();
         let attempts = if retryable { 1 + service.retries } else { 1 };
-        let retry_parts = retryable.then(|| (method.clone(), headers.clone()));
+        // Kept for a retry only when one may happen: no header copy per request otherwise.
+        let retry_parts = (attempts > 1).then(|| (method.clone(), headers.clone()));
         let mut result = self.attempt(service, method, headers, body, &fixed).await;
         for attempt in 1..attempts {
             let Some((method, headers)) = &retry_parts else {

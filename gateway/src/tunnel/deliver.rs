@@ -63,7 +63,7 @@ pub(super) async fn deliver(ex: &mut Exchange<'_>, mut recv: StreamRecv, d: Deli
         }
     };
     let wait = shared.timeouts.connect;
-    let (to_agent, from_agent) = match tokio::time::timeout(wait, conn.open_bi()).await {
+    let (mut to_agent, from_agent) = match tokio::time::timeout(wait, conn.open_bi()).await {
         Ok(Ok((send, recv))) => (StreamSend::Quic(send.into()), StreamRecv::Quic(recv)),
         Ok(Err(e)) => {
             let reason = format!("the connection of agent `{agent}` was lost: {e}");
@@ -78,7 +78,6 @@ pub(super) async fn deliver(ex: &mut Exchange<'_>, mut recv: StreamRecv, d: Deli
             return unreachable(ex, &mut recv, reason, d.request_id).await;
         }
     };
-    let mut to_agent = to_agent;
     // Everything else goes as the caller sent it, `te-trailers` included: the agent's
     // sidecar may then answer with a framed payload (SPEC.md §6.3), relayed byte for byte.
     let mut forwarded = d.envelope.clone();
